@@ -1,0 +1,232 @@
+"""Attention kernels: exact softmax and the Vision X-formers' efficient kinds (arXiv 2107.02239).
+
+A *kernel* takes per-head queries, keys and values (B, H, N_q, d), (B, H, N_k, d), (B, H, N_k, d)
+and returns (B, H, N_q, d). Projections live outside (in `TokenAttention` for ViT, in the CvT
+block for CvT), so the same kernel drops into either backbone.
+
+Every kernel offers the same two things to inspection code:
+- `map_kind`: "exact" (softmax), "implied" (Performer, Nystromformer: the N x N matrix the
+  approximation stands for) or "projected" (Linformer: an N x k map over projected keys);
+- `need_map` (default False) and a hookable `attention_map` Identity module: when `need_map` is
+  set, the kernel materialises its (implied) map and passes it through `attention_map`, where a
+  forward hook can record it. With `need_map` off, softmax takes the fused
+  `scaled_dot_product_attention` path and the linear kernels never build an N x N matrix.
+
+- SoftmaxKernel       softmax(q k^T / sqrt(d)) v
+- PerformerKernel     FAVOR+: positive orthogonal random features, m = round(d ln d)   (Choromanski 2021)
+- LinformerKernel     keys/values projected along the sequence axis N -> k = 64         (Wang 2020)
+- NystromKernel       64 segment-mean landmarks, 6-step iterative pseudo-inverse,
+                      residual depthwise conv (kernel 33) on v                         (Xiong 2021)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttentionKernel(nn.Module):
+    map_kind = "exact"
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        self.head_dim = head_dim
+        self.scale = head_dim ** -0.5
+        self.need_map = False
+        self.attention_map = nn.Identity()  # hook point for the (implied) attention map
+
+    def implied_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SoftmaxKernel(AttentionKernel):
+    """Exact attention: fused SDPA unless a map is requested, then the explicit path."""
+
+    def __init__(self, head_dim: int, attn_drop: float = 0.0):
+        super().__init__(head_dim)
+        self.attn_drop = attn_drop
+
+    def implied_attention(self, q, k):
+        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+    def forward(self, q, k, v):
+        drop = self.attn_drop if self.training else 0.0
+        if not self.need_map:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        attn = self.attention_map(self.implied_attention(q, k))
+        return F.dropout(attn, drop, self.training) @ v
+
+
+def orthogonal_random_features(num_features: int, head_dim: int, generator=None) -> torch.Tensor:
+    """(m, d) Gaussian projection with orthogonal rows within each d-block, rows rescaled to
+    chi-distributed norms so each row is marginally N(0, I) (Performer's ORF)."""
+    blocks, remaining = [], num_features
+    while remaining > 0:
+        g = torch.randn(head_dim, head_dim, generator=generator)
+        q, _ = torch.linalg.qr(g)
+        blocks.append(q.t()[:remaining])
+        remaining -= head_dim
+    w = torch.cat(blocks)
+    norms = torch.randn(num_features, head_dim, generator=generator).norm(dim=1, keepdim=True)
+    return w * norms
+
+
+class PerformerKernel(AttentionKernel):
+    """FAVOR+ with positive random features phi(x) = exp(w^T x - |x|^2 / 2) / sqrt(m), x = x / d^(1/4).
+
+    The projection is a fixed (persistent) buffer so a checkpoint reproduces the same features;
+    `redraw_features()` samples new ones. Feature maps are computed in float32.
+    """
+    map_kind = "implied"
+
+    def __init__(self, head_dim: int, num_features: int | None = None):
+        super().__init__(head_dim)
+        self.num_features = num_features or int(round(head_dim * math.log(head_dim)))
+        self.register_buffer("projection", orthogonal_random_features(self.num_features, head_dim))
+
+    @torch.no_grad()
+    def redraw_features(self, generator=None):
+        w = orthogonal_random_features(self.num_features, self.head_dim, generator)
+        self.projection.copy_(w.to(self.projection))
+
+    def feature_map(self, x: torch.Tensor, is_query: bool) -> torch.Tensor:
+        x = x.float() * self.head_dim ** -0.25
+        proj = x @ self.projection.float().t()
+        sq_norm = (x ** 2).sum(-1, keepdim=True) / 2
+        # a per-row (queries) or per-head (keys) constant cancels in the normalisation
+        stab = proj.amax(-1, keepdim=True) if is_query else proj.amax(dim=(-1, -2), keepdim=True)
+        return torch.exp(proj - sq_norm - stab.detach()) / math.sqrt(self.num_features)
+
+    def implied_attention(self, q, k):
+        a = self.feature_map(q, True) @ self.feature_map(k, False).transpose(-2, -1)
+        return a / a.sum(-1, keepdim=True)
+
+    def forward(self, q, k, v):
+        if self.need_map:
+            self.attention_map(self.implied_attention(q, k))
+        qp, kp = self.feature_map(q, True), self.feature_map(k, False)  # (B, H, N, m)
+        kv = kp.transpose(-2, -1) @ v.float()                             # (B, H, m, d)
+        normaliser = (qp @ kp.sum(dim=-2).unsqueeze(-1)).clamp_min(1e-30)  # (B, H, N, 1)
+        return ((qp @ kv) / normaliser).to(v.dtype)
+
+
+class LinformerKernel(AttentionKernel):
+    """Keys and values projected along the sequence axis: K' = E K, V' = F V with E, F: (k, N).
+
+    N (`seq_len`) is fixed at construction. With k == N the projections start as the identity,
+    so the kernel is exactly softmax attention until trained.
+    """
+    map_kind = "projected"
+
+    def __init__(self, head_dim: int, seq_len: int, k: int = 64, attn_drop: float = 0.0):
+        super().__init__(head_dim)
+        self.seq_len, self.k = seq_len, k
+        self.proj_k = nn.Linear(seq_len, k, bias=False)
+        self.proj_v = nn.Linear(seq_len, k, bias=False)
+        self.attn_drop = attn_drop
+        with torch.no_grad():
+            for p in (self.proj_k, self.proj_v):
+                if k == seq_len:
+                    p.weight.copy_(torch.eye(k))
+                else:
+                    p.weight.normal_(0.0, 1.0 / math.sqrt(k))
+
+    def _project(self, x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+        if x.shape[-2] != self.seq_len:
+            raise ValueError(f"Linformer was built for {self.seq_len} tokens, got {x.shape[-2]}")
+        return proj(x.transpose(-2, -1)).transpose(-2, -1)  # (B, H, k, d)
+
+    def implied_attention(self, q, k):
+        """The N x k map over projected keys (not an N x N map)."""
+        return ((q * self.scale) @ self._project(k, self.proj_k).transpose(-2, -1)).softmax(-1)
+
+    def forward(self, q, k, v):
+        kp, vp = self._project(k, self.proj_k), self._project(v, self.proj_v)
+        drop = self.attn_drop if self.training else 0.0
+        if not self.need_map:
+            return F.scaled_dot_product_attention(q, kp, vp, dropout_p=drop)
+        attn = self.attention_map(((q * self.scale) @ kp.transpose(-2, -1)).softmax(-1))
+        return F.dropout(attn, drop, self.training) @ vp
+
+
+def segment_means_matrix(n: int, m: int, device=None, dtype=None) -> torch.Tensor:
+    """(m, n) matrix whose rows average m contiguous, nearly equal segments of n tokens.
+    When m divides n this is exactly Nystromformer's segment means."""
+    bounds = torch.div(torch.arange(m + 1) * n, m, rounding_mode="floor")
+    idx = torch.arange(n)
+    member = (idx >= bounds[:-1, None]) & (idx < bounds[1:, None])
+    return (member / member.sum(1, keepdim=True)).to(device=device, dtype=dtype)
+
+
+def iterative_pinv(x: torch.Tensor, iterations: int = 6) -> torch.Tensor:
+    """Moore-Penrose pseudo-inverse by the iteration of Razavi et al. (2014), as in Nystromformer."""
+    eye = torch.eye(x.shape[-1], device=x.device, dtype=x.dtype)
+    z = x.transpose(-2, -1) / (x.abs().sum(-1).amax(-1)[..., None, None] * x.abs().sum(-2).amax(-1)[..., None, None])
+    for _ in range(iterations):
+        xz = x @ z
+        z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
+    return z
+
+
+class NystromKernel(AttentionKernel):
+    """softmax(Q K~^T) pinv(softmax(Q~ K~^T)) softmax(Q~ K^T) V (+ depthwise conv of V).
+
+    Landmarks Q~, K~ are segment means (m = num_landmarks, fewer when N < m). Where N is not a
+    multiple of m, segments differ in length by at most one token instead of zero-padding
+    ([ours]; identical to the paper's segment means when m divides N). The residual conv needs
+    N_q == N_k; set conv_kernel=0 to drop it (CvT's strided keys do).
+    """
+    map_kind = "implied"
+
+    def __init__(self, head_dim: int, num_heads: int, num_landmarks: int = 64,
+                 pinv_iterations: int = 6, conv_kernel: int = 33):
+        super().__init__(head_dim)
+        self.num_landmarks, self.pinv_iterations = num_landmarks, pinv_iterations
+        self.res_conv = (nn.Conv2d(num_heads, num_heads, (conv_kernel, 1), padding=(conv_kernel // 2, 0),
+                                   groups=num_heads, bias=False) if conv_kernel else None)
+
+    def _factors(self, q, k):
+        q = q.float() * self.scale
+        k = k.float()
+        mq, mk = min(self.num_landmarks, q.shape[-2]), min(self.num_landmarks, k.shape[-2])
+        m = min(mq, mk)
+        q_land = segment_means_matrix(q.shape[-2], m, q.device, q.dtype) @ q
+        k_land = segment_means_matrix(k.shape[-2], m, k.device, k.dtype) @ k
+        kernel_1 = (q @ k_land.transpose(-2, -1)).softmax(-1)
+        kernel_2 = (q_land @ k_land.transpose(-2, -1)).softmax(-1)
+        kernel_3 = (q_land @ k.transpose(-2, -1)).softmax(-1)
+        return kernel_1, iterative_pinv(kernel_2, self.pinv_iterations), kernel_3
+
+    def implied_attention(self, q, k):
+        k1, k2_inv, k3 = self._factors(q, k)
+        return k1 @ k2_inv @ k3
+
+    def forward(self, q, k, v):
+        k1, k2_inv, k3 = self._factors(q, k)
+        if self.need_map:
+            self.attention_map(k1 @ k2_inv @ k3)
+        out = (k1 @ (k2_inv @ (k3 @ v.float()))).to(v.dtype)
+        if self.res_conv is not None and q.shape[-2] == v.shape[-2]:
+            out = out + self.res_conv(v)
+        return out
+
+
+ATTENTION_KINDS = ("softmax", "performer", "linformer", "nystrom")
+
+
+def make_kernel(kind: str, head_dim: int, num_heads: int, seq_len: int | None = None,
+                attn_drop: float = 0.0, **options) -> AttentionKernel:
+    """Build an attention kernel by name. `seq_len` (key tokens) is needed by Linformer only."""
+    if kind == "softmax":
+        return SoftmaxKernel(head_dim, attn_drop=attn_drop, **options)
+    if kind == "performer":
+        return PerformerKernel(head_dim, **options)
+    if kind == "linformer":
+        if seq_len is None:
+            raise ValueError("Linformer needs the (fixed) number of key tokens, seq_len")
+        return LinformerKernel(head_dim, seq_len, attn_drop=attn_drop, **options)
+    if kind == "nystrom":
+        return NystromKernel(head_dim, num_heads, **options)
+    raise ValueError(f"unknown attention kind {kind!r}; choose from {ATTENTION_KINDS}")
