@@ -1,0 +1,193 @@
+"""The training / fine-tuning engine. It knows nothing about any model family.
+
+AdamW with linear warmup + cosine decay, label smoothing, weight decay on weight matrices only
+(norms, biases, XCiT temperatures, F-SNE codes, class tokens and position embeddings are exempt),
+random crop + flip on the device, bf16 autocast on CUDA, deterministic seeding.
+
+Progress reaches the caller through callbacks (minGPT style): each is called as
+`callback(event, state)` with event "step", "epoch" or "end" and a dict of numbers. A cancel flag
+(anything with `is_set()`, or a callable returning bool) is checked before every step; a cancelled
+run raises `TrainingCancelled` and has written nothing (the engine never writes files).
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..data import ImageDataset
+from .batches import DeviceImages, Normalize, random_crop_flip
+from .config import TrainConfig
+from .device import autocast, device_name, resolve_device
+from .evaluate import EvalResult, evaluate
+
+NO_DECAY_NAMES = re.compile(r"(temperature|codes|cls_token|pos_embed|reg_token)")
+QKV_PARAM_NAMES = re.compile(r"\.attn\.(qkv|q|k|v|conv_[qkv]|proj_[qkv])\.")
+
+
+class TrainingCancelled(Exception):
+    """Raised when the cancel flag was set; nothing was written."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs: float
+    seconds: float
+    device: str
+    images_per_second: float
+    history: list[dict] = field(default_factory=list)
+    final_eval: EvalResult | None = None
+
+
+def is_cancelled(cancel) -> bool:
+    if cancel is None:
+        return False
+    return cancel.is_set() if hasattr(cancel, "is_set") else bool(cancel())
+
+
+def qkv_parameter_names(model: torch.nn.Module) -> list[str]:
+    return [n for n, _ in model.named_parameters() if QKV_PARAM_NAMES.search("." + n + ".") or n.endswith(".codes")]
+
+
+def head_parameter_names(model: torch.nn.Module) -> list[str]:
+    head = model.get_classifier()
+    ids = {id(p) for p in head.parameters()}
+    return [n for n, p in model.named_parameters() if id(p) in ids]
+
+
+def apply_trainable(model: torch.nn.Module, scope: str) -> list[str]:
+    """Set requires_grad by the freeze policy; returns the trainable parameter names."""
+    if scope == "all":
+        names = [n for n, _ in model.named_parameters()]
+    else:
+        names = head_parameter_names(model)
+        if scope == "qkv":
+            qkv = qkv_parameter_names(model)
+            if not qkv:
+                raise ValueError(f"{type(model).__name__} has no Q/K/V embeddings to fine-tune; use 'head' or 'all'")
+            names += qkv
+    keep = set(names)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in keep)
+    return names
+
+
+def freeze_frozen_norm_statistics(model: torch.nn.Module) -> None:
+    """BatchNorm layers whose parameters are all frozen keep their running statistics too."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in module.parameters(recurse=False)):
+                module.eval()
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    skip = set(getattr(model, "no_weight_decay", lambda: set())())
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim <= 1 or n in skip or NO_DECAY_NAMES.search(n) or any(
+            s.endswith("*") and n.startswith(s[:-1]) for s in skip)
+        (no_decay if exempt else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, floor: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _compiled_or_eager(model, config: TrainConfig):
+    if not config.compile or not hasattr(torch, "compile"):
+        return model
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # pragma: no cover - depends on the platform's compiler
+        warnings.warn(f"torch.compile unavailable ({exc}); training eagerly")
+        return model
+
+
+def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, *, mean, std, img_size: int,
+          test_set: ImageDataset | None = None, device=None, callbacks=(), cancel=None) -> TrainResult:
+    """Train `model` in place on `train_set`; returns timing, history and (with test_set) a final evaluation."""
+    device = resolve_device(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    apply_trainable(model, config.trainable)
+    data = DeviceImages(train_set, device, img_size, config.max_resident_bytes)
+    test_data = DeviceImages(test_set, device, img_size, config.max_resident_bytes) if test_set is not None else None
+    normalize = Normalize(mean, std, device)
+    batch_size = min(config.batch_size, len(data))
+    steps_per_epoch = max(1, len(data) // batch_size)
+    total_steps = config.steps if config.steps is not None else max(1, round(config.epochs * steps_per_epoch))
+    warmup = min(round(config.warmup_epochs * steps_per_epoch), total_steps // 4)
+    optimizer = torch.optim.AdamW(decay_groups(model, config.weight_decay), lr=config.lr,
+                                  **({"fused": True} if device.type == "cuda" else {}))
+    step_model = _compiled_or_eager(model, config)
+
+    def emit(event, state):
+        for callback in callbacks:
+            callback(event, state)
+
+    model.train()
+    freeze_frozen_norm_statistics(model)
+    history, step, start = [], 0, time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct_sum = torch.zeros((), device=device, dtype=torch.long)
+    seen, last_loss = 0, float("nan")
+    while step < total_steps:
+        order = data.epoch_order(generator)
+        for batch_start in range(0, steps_per_epoch * batch_size, batch_size):
+            if step >= total_steps:
+                break
+            if is_cancelled(cancel):
+                raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
+            images, labels = data.take(order[batch_start:batch_start + batch_size])
+            images = random_crop_flip(images, config.crop_padding, config.flip, generator)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, warmup, config.lr, config.min_lr)
+            with autocast(device, config.amp):
+                logits = step_model(normalize(images))
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                               config.grad_clip)
+            optimizer.step()
+            loss_sum += loss.detach() * len(labels)
+            correct_sum += (logits.detach().argmax(-1) == labels).sum()
+            seen += len(labels)
+            step += 1
+            if step % 10 == 0 or step == total_steps:
+                last_loss = loss.item()
+            emit("step", {"step": step, "total_steps": total_steps, "loss": last_loss,
+                          "lr": optimizer.param_groups[0]["lr"], "elapsed": time.perf_counter() - start})
+        epoch = step / steps_per_epoch
+        record = {"epoch": epoch, "step": step, "train_loss": (loss_sum / max(seen, 1)).item(),
+                  "train_accuracy": correct_sum.item() / max(seen, 1), "elapsed": time.perf_counter() - start}
+        loss_sum.zero_(), correct_sum.zero_()
+        seen = 0
+        at_end = step >= total_steps
+        if test_data is not None and (at_end or (config.eval_every and round(epoch) % config.eval_every == 0)):
+            record["test_accuracy"] = evaluate(model, test_data, mean=mean, std=std, img_size=img_size).accuracy
+        history.append(record)
+        emit("epoch", record)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    model.eval()
+    final = evaluate(model, test_data, mean=mean, std=std, img_size=img_size) if test_data is not None else None
+    result = TrainResult(step, step / steps_per_epoch, seconds, device_name(device),
+                         step * batch_size / max(seconds, 1e-9), history, final)
+    emit("end", {"steps": step, "seconds": seconds, "test_accuracy": final.accuracy if final else None})
+    return result

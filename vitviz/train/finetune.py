@@ -1,0 +1,80 @@
+"""Train a variant from scratch, or fine-tune a checkpoint, on a named dataset; return the model
+with the metadata its checkpoint needs (writing it is the caller's choice: see `save_run`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+
+from .. import checkpoints
+from ..data import DATASETS, ImageDataset, load_dataset
+from ..models.catalog import CATALOG
+from .config import TrainConfig
+from .device import resolve_device
+from .engine import TrainResult, train
+
+
+@dataclass
+class FinetuneResult:
+    model: torch.nn.Module
+    meta: dict
+    result: TrainResult
+
+
+def _datasets(dataset: str | tuple[ImageDataset, ImageDataset], data_root, img_size: int):
+    if isinstance(dataset, str):
+        return (dataset, load_dataset(dataset, "train", root=data_root, img_size=img_size),
+                load_dataset(dataset, "test", root=data_root, img_size=img_size))
+    train_set, test_set = dataset
+    return train_set.name, train_set, test_set
+
+
+def _run_meta(model, base: dict, dataset_name: str, classes, config: TrainConfig, result: TrainResult,
+              command: str | None, parent: str | None) -> dict:
+    meta = dict(base, classes=list(classes), num_classes=len(classes), dataset=dataset_name, parent=parent)
+    meta["metrics"] = result.final_eval.as_metrics() if result.final_eval else {}
+    meta["train_config"] = dict(config.as_dict(), device=result.device, seconds=round(result.seconds, 2),
+                                steps_done=result.steps, epochs_done=round(result.epochs, 3),
+                                images_per_second=round(result.images_per_second, 1), command=command,
+                                history=result.history)
+    return meta
+
+
+def train_from_scratch(variant: str, dataset: str | tuple[ImageDataset, ImageDataset], config: TrainConfig, *,
+                       variant_kwargs: dict | None = None, data_root=None, device=None, callbacks=(),
+                       cancel=None, command: str | None = None) -> FinetuneResult:
+    variant_kwargs = dict(variant_kwargs or {})
+    img_size = variant_kwargs.get("img_size", CATALOG[variant].img_size if variant in CATALOG else 32)
+    name, train_set, test_set = _datasets(dataset, data_root, img_size)
+    info = DATASETS.get(name)
+    mean, std = (info.mean, info.std) if info else ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    model = timm.create_model(variant, num_classes=train_set.num_classes, **variant_kwargs)
+    result = train(model, train_set, config, mean=mean, std=std, img_size=img_size, test_set=test_set,
+                   device=resolve_device(device), callbacks=callbacks, cancel=cancel)
+    base = dict(variant=variant, variant_kwargs=variant_kwargs, img_size=img_size, mean=list(mean), std=list(std))
+    return FinetuneResult(model, _run_meta(model, base, name, train_set.classes, config, result, command, None), result)
+
+
+def finetune(checkpoint: str | Path, dataset: str | tuple[ImageDataset, ImageDataset], config: TrainConfig, *,
+             data_root=None, device=None, callbacks=(), cancel=None, command: str | None = None) -> FinetuneResult:
+    """Fine-tune a checkpoint on `dataset`. Images are resized to the checkpoint's input size and
+    normalised with its statistics; a new head is made when the classes differ."""
+    device = resolve_device(device)
+    model, parent = checkpoints.load(checkpoint, device=device)
+    img_size = parent["img_size"]
+    name, train_set, test_set = _datasets(dataset, data_root, img_size)
+    if list(train_set.classes) != list(parent["classes"]):
+        model.reset_classifier(train_set.num_classes)
+        model.to(device)
+    result = train(model, train_set, config, mean=parent["mean"], std=parent["std"], img_size=img_size,
+                   test_set=test_set, device=device, callbacks=callbacks, cancel=cancel)
+    base = {k: parent[k] for k in ("variant", "variant_kwargs", "img_size", "mean", "std")}
+    meta = _run_meta(model, base, name, train_set.classes, config, result, command, str(checkpoint))
+    return FinetuneResult(model, meta, result)
+
+
+def save_run(run: FinetuneResult, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write the run's checkpoint atomically (fp16 weights with dtype=torch.float16)."""
+    return checkpoints.save(run.model, path, run.meta, dtype=dtype)
