@@ -41,6 +41,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (shipped checkpoints)")
     p.add_argument("--out", default=None, help="checkpoint path (without suffix)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--note", default=None, help="free text stored in the checkpoint's metadata (e.g. the budget)")
 
 
 def _config(args, **extra):
@@ -48,7 +49,7 @@ def _config(args, **extra):
     return TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                        label_smoothing=args.label_smoothing, seed=args.seed, amp=not args.no_amp,
-                       compile=args.compile, **extra)
+                       compile=args.compile, extra={"note": args.note} if args.note else {}, **extra)
 
 
 class _Progress:
@@ -157,7 +158,10 @@ def cmd_train_zoo(args, argv) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recipe = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-              "--lr", str(args.lr), "--seed", str(args.seed), "--fp16", "--quiet"]
+              "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--seed", str(args.seed),
+              "--fp16", "--quiet"]
+    if args.note:
+        recipe += ["--note", args.note]
     if args.data_dir:
         recipe += ["--data-dir", args.data_dir]
     if args.device:
@@ -215,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=100)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-epochs", type=float, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--note", default=None, help="stored in every checkpoint's metadata")
     p.add_argument("--device", default=None)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (several fit on one GPU)")

@@ -168,8 +168,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
             correct_sum += (logits.detach().argmax(-1) == labels).sum()
             seen += len(labels)
             step += 1
-            if step % 10 == 0 or step == total_steps:
-                last_loss = loss.item()
+            if step == 1 or step % 10 == 0 or step == total_steps:
+                last_loss = loss.item()  # a device sync: not every step
             emit("step", {"step": step, "total_steps": total_steps, "loss": last_loss,
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": time.perf_counter() - start})
         epoch = step / steps_per_epoch
@@ -178,7 +178,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
         loss_sum.zero_(), correct_sum.zero_()
         seen = 0
         at_end = step >= total_steps
-        if test_data is not None and (at_end or (config.eval_every and round(epoch) % config.eval_every == 0)):
+        if test_data is not None and not at_end and config.eval_every and round(epoch) % config.eval_every == 0:
             record["test_accuracy"] = evaluate(model, test_data, mean=mean, std=std, img_size=img_size).accuracy
         history.append(record)
         emit("epoch", record)
@@ -187,6 +187,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
     seconds = time.perf_counter() - start
     model.eval()
     final = evaluate(model, test_data, mean=mean, std=std, img_size=img_size) if test_data is not None else None
+    if final is not None and history:
+        history[-1]["test_accuracy"] = final.accuracy
     result = TrainResult(step, step / steps_per_epoch, seconds, device_name(device),
                          step * batch_size / max(seconds, 1e-9), history, final)
     emit("end", {"steps": step, "seconds": seconds, "test_accuracy": final.accuracy if final else None})

@@ -32,13 +32,13 @@ def _datasets(dataset: str | tuple[ImageDataset, ImageDataset], data_root, img_s
 
 
 def _run_meta(model, base: dict, dataset_name: str, classes, config: TrainConfig, result: TrainResult,
-              command: str | None, parent: str | None) -> dict:
+              command: str | None, parent: str | None, data_root=None) -> dict:
     meta = dict(base, classes=list(classes), num_classes=len(classes), dataset=dataset_name, parent=parent)
     meta["metrics"] = result.final_eval.as_metrics() if result.final_eval else {}
     meta["train_config"] = dict(config.as_dict(), device=result.device, seconds=round(result.seconds, 2),
                                 steps_done=result.steps, epochs_done=round(result.epochs, 3),
                                 images_per_second=round(result.images_per_second, 1), command=command,
-                                history=result.history)
+                                history=result.history, data_root=None if data_root is None else str(data_root))
     return meta
 
 
@@ -54,7 +54,8 @@ def train_from_scratch(variant: str, dataset: str | tuple[ImageDataset, ImageDat
     result = train(model, train_set, config, mean=mean, std=std, img_size=img_size, test_set=test_set,
                    device=resolve_device(device), callbacks=callbacks, cancel=cancel)
     base = dict(variant=variant, variant_kwargs=variant_kwargs, img_size=img_size, mean=list(mean), std=list(std))
-    return FinetuneResult(model, _run_meta(model, base, name, train_set.classes, config, result, command, None), result)
+    return FinetuneResult(model, _run_meta(model, base, name, train_set.classes, config, result, command, None,
+                                                      data_root), result)
 
 
 def finetune(checkpoint: str | Path, dataset: str | tuple[ImageDataset, ImageDataset], config: TrainConfig, *,
@@ -71,7 +72,8 @@ def finetune(checkpoint: str | Path, dataset: str | tuple[ImageDataset, ImageDat
     result = train(model, train_set, config, mean=parent["mean"], std=parent["std"], img_size=img_size,
                    test_set=test_set, device=device, callbacks=callbacks, cancel=cancel)
     base = {k: parent[k] for k in ("variant", "variant_kwargs", "img_size", "mean", "std")}
-    meta = _run_meta(model, base, name, train_set.classes, config, result, command, str(checkpoint))
+    meta = _run_meta(model, base, name, train_set.classes, config, result, command, str(checkpoint),
+                     data_root)
     return FinetuneResult(model, meta, result)
 
 
