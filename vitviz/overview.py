@@ -1,0 +1,67 @@
+"""Tables of what is available: the variant catalog and the checkpoints in a directory.
+
+Plain pandas DataFrames, so the app, the CLI and notebooks show the same thing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .checkpoints import CheckpointError, list_checkpoints, read_meta
+from .models import list_variants, variant_info
+
+CHECKPOINT_DIR_ENV = "VITVIZ_CHECKPOINT_DIR"
+
+
+def default_checkpoint_dir() -> Path:
+    """`$VITVIZ_CHECKPOINT_DIR`, else `checkpoints/` beside the package (the shipped set)."""
+    env = os.environ.get(CHECKPOINT_DIR_ENV)
+    return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def variant_table() -> pd.DataFrame:
+    rows = []
+    for name in list_variants():
+        info = variant_info(name)
+        rows.append({"variant": name, "family": info["family"], "paper": info["paper"],
+                     "differs from baseline": info["differs"], "img_size": info["img_size"],
+                     "params": info["param_count"]})
+    return pd.DataFrame(rows)
+
+
+def checkpoint_row(path: str | os.PathLike) -> dict:
+    """One row describing a checkpoint from its metadata (weights are not read)."""
+    meta = read_meta(path)
+    info = variant_info(meta["variant"]) if meta["variant"] in list_variants() else {}
+    tc = meta.get("train_config") or {}
+    metrics = meta.get("metrics") or {}
+    return {
+        "checkpoint": Path(path).stem,
+        "variant": meta["variant"],
+        "options": ", ".join(f"{k}={v}" for k, v in meta["variant_kwargs"].items()),
+        "family": info.get("family", "?"),
+        "paper": info.get("paper", "?"),
+        "params": meta.get("param_count"),
+        "dataset": meta["dataset"],
+        "classes": len(meta["classes"]),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "epochs": tc.get("epochs_done"),
+        "train_seconds": tc.get("seconds"),
+        "device": tc.get("device"),
+        "parent": Path(meta["parent"]).stem if meta.get("parent") else None,
+        "path": meta["path"],
+    }
+
+
+def checkpoint_table(directory: str | os.PathLike | None = None, recursive: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """All checkpoints under `directory` as a table, plus one message per file that could not be read."""
+    directory = default_checkpoint_dir() if directory is None else Path(directory)
+    rows, problems = [], []
+    for path in list_checkpoints(directory, recursive=recursive):
+        try:
+            rows.append(checkpoint_row(path))
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    return pd.DataFrame(rows, columns=None if rows else ["checkpoint", "variant", "dataset", "test_accuracy"]), problems
