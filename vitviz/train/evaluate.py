@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..data import ImageDataset
+from ..metrics import confusion_matrix
 from .batches import DeviceImages, Normalize
 from .device import autocast, resolve_device
 
@@ -43,10 +44,6 @@ class EvalResult:
             "confusion_matrix": self.confusion.tolist(),
             "num_test_samples": int(len(self.labels)),
         }
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
 @torch.no_grad()
