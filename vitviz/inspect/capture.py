@@ -1,0 +1,261 @@
+"""One capture API for everything the app shows: `capture(model, images, want=...)`.
+
+Forward hooks record named artifacts during one no-grad forward pass; forwards are never edited.
+Where a module would skip the map (fused attention), capture switches it to its explicit path for
+the duration of the call (`need_map` on vitviz kernels, `fused_attn` on timm's XCA/ClassAttn) and
+restores every flag, the train/eval mode and the hooks afterwards, whatever happens.
+
+Artifacts (keys are absent where the variant has no such thing):
+
+- ``logits``             (B, classes)
+- ``attention``          list over token-attention blocks of exact softmax maps (B, heads, N_q, N_k)
+- ``implied_attention``  Performer / Nystromformer: the N x N matrix the approximation stands for
+                         (only when asked, and only up to ``max_implied_tokens`` tokens)
+- ``projected_attention`` Linformer: the softmax map over the k projected keys (B, heads, N, k)
+- ``grids``              per token-attention block {"q": (h, w), "k": (h, w), "cls": bool}: the
+                         query/key token grids (CvT's keys are strided) and whether token 0 is a
+                         class token
+- ``xca``                XCiT: cross-covariance maps per block (B, heads, d_h, d_h)
+- ``temperatures``       XCiT: the learned XCA temperatures (blocks, heads)
+- ``class_attention``    XCiT: class-token attention per class-attention block (B, heads, N + 1)
+- ``qkv``                list over blocks of (q, k, v), each (B, heads, N, d_h) as the attention
+                         consumes them (after RoPE; CvT after its convolutional projection)
+- ``codes``              F-SNE: (blocks, 3, code_length), rows c_q, c_k, c_v
+- ``token_mixing``       FNet / Mixer (no attention): Mixer's token-mixing fc1 weights per block
+                         (hidden, N); FNet's fixed mixing is the real part of the N x N DFT
+- ``notes``              list of plain-language remarks (why something is absent or approximate)
+- ``block_names``        module paths of the attention blocks, for labels
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from timm.models.cait import ClassAttn as CaitClassAttn
+from timm.models.xcit import XCA, ClassAttn as XcitClassAttn
+
+from ..layers.attention import AttentionKernel
+from ..layers.qkv_embedding import FullySharedQKV
+from ..models.cvt import ConvAttention
+from ..models.xcit import EmbeddedClassAttention
+from .codes import qkv_codes
+
+ARTIFACTS = ("logits", "attention", "implied_attention", "projected_attention", "grids", "xca", "temperatures",
+             "class_attention", "qkv", "codes", "token_mixing")
+DEFAULT_WANT = frozenset(ARTIFACTS) - {"implied_attention", "qkv"}
+CLASS_ATTENTION_TYPES = (XcitClassAttn, CaitClassAttn)
+
+
+class Artifacts(Mapping):
+    """Read-only mapping of artifact name -> value, with `notes` on what is absent or approximate."""
+
+    def __init__(self, data: dict, notes: list[str]):
+        self._data = data
+        self.notes = notes
+
+    def __getitem__(self, key):
+        if key == "notes":
+            return self.notes
+        return self._data[key]
+
+    def __iter__(self):
+        return iter([*self._data, "notes"])
+
+    def __len__(self):
+        return len(self._data) + 1
+
+    def __repr__(self):
+        return f"Artifacts({', '.join(self._data)})"
+
+
+def _want(want: str | Iterable[str] | None) -> frozenset:
+    if want is None:
+        return DEFAULT_WANT
+    want = frozenset([want] if isinstance(want, str) else want) | {"logits"}
+    unknown = sorted(want - set(ARTIFACTS))
+    if unknown:
+        raise ValueError(f"unknown artifacts {unknown}; choose from {', '.join(ARTIFACTS)}")
+    return want
+
+
+def _token_grid(model: nn.Module) -> tuple[int, int] | None:
+    embed = getattr(model, "patch_embed", None) or getattr(model, "stem", None)
+    grid = getattr(embed, "grid_size", None)
+    return tuple(grid) if grid is not None else None
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, 3C) -> q, k, v each (B, heads, N, d)."""
+    B, N, C3 = x.shape
+    return x.reshape(B, N, 3, num_heads, C3 // (3 * num_heads)).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+class _Recorder:
+    """Installs hooks and flips flags; `close()` undoes all of it."""
+
+    def __init__(self, model: nn.Module, want: frozenset, max_implied_tokens: int):
+        self.model, self.want, self.max_implied = model, want, max_implied_tokens
+        self.data: dict = {}
+        self.notes: list[str] = []
+        self._handles, self._flags = [], []
+
+    def _set(self, module, name, value):
+        self._flags.append((module, name, getattr(module, name)))
+        setattr(module, name, value)
+
+    def _hook(self, module, fn, pre=False):
+        register = module.register_forward_pre_hook if pre else module.register_forward_hook
+        self._handles.append(register(fn))
+
+    def _append(self, key, value):
+        self.data.setdefault(key, []).append(value)
+
+    def close(self):
+        for handle in self._handles:
+            handle.remove()
+        for module, name, value in reversed(self._flags):
+            setattr(module, name, value)
+
+    # ------------------------------------------------------------------ installers
+
+    def install(self):
+        model, grid = self.model, _token_grid(self.model)
+        prefix = int(getattr(self.model, "num_prefix_tokens", 1) or 0)
+        kernels = xcas = class_attns = 0
+        for name, module in model.named_modules():
+            if isinstance(module, AttentionKernel):
+                parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+                if isinstance(parent, ConvAttention):
+                    grids = {"q": parent.grid, "k": parent.kv_grid, "cls": parent.has_cls}
+                else:
+                    grids = {"q": grid, "k": grid, "cls": prefix > 0}
+                self._install_kernel(name.rsplit(".", 1)[0], module, grids)
+                kernels += 1
+            elif isinstance(module, XCA):
+                self._install_xca(name, module)
+                xcas += 1
+            elif isinstance(module, CLASS_ATTENTION_TYPES + (EmbeddedClassAttention,)):
+                self._install_class_attention(module)
+                class_attns += 1
+        if "codes" in self.want and any(isinstance(m, FullySharedQKV) for m in model.modules()):
+            self.data["codes"] = qkv_codes(model)
+        if xcas and "temperatures" in self.want:
+            self.data["temperatures"] = torch.stack([m.temperature.detach().float().reshape(-1).cpu()
+                                                     for m in model.modules() if isinstance(m, XCA)])
+        if xcas and grid is not None:
+            self.data["grids"] = [{"q": grid, "k": grid, "cls": False} for _ in range(xcas)]
+        if not (kernels or xcas or class_attns):
+            self._install_token_mixing()
+
+    def _install_kernel(self, block_name: str, kernel: AttentionKernel, grids: dict):
+        kind = kernel.map_kind
+        record_map = (kind == "exact" and "attention" in self.want) or \
+                     (kind == "projected" and "projected_attention" in self.want) or \
+                     (kind == "implied" and "implied_attention" in self.want)
+        self._append("block_names", block_name)
+        if "grids" in self.want:
+            self._append("grids", dict(grids))
+        if record_map:
+            self._set(kernel, "need_map", True)
+            key = {"exact": "attention", "projected": "projected_attention", "implied": "implied_attention"}[kind]
+
+            def on_map(module, args, output, key=key):
+                self._append(key, output.detach().float().cpu())
+            self._hook(kernel.attention_map, on_map)
+        if kind == "implied" and "implied_attention" in self.want:
+            self._hook(kernel, self._guard_implied_size, pre=True)
+        if "qkv" in self.want:
+            def on_inputs(module, args):
+                self._append("qkv", tuple(t.detach().float().cpu() for t in args[:3]))
+            self._hook(kernel, on_inputs, pre=True)
+
+    def _guard_implied_size(self, kernel, args):
+        n = args[0].shape[-2]
+        if n > self.max_implied:
+            raise ValueError(f"implied attention of {n} tokens is {n}x{n} per head; capture allows up to "
+                             f"max_implied_tokens={self.max_implied} (raise it, or use a smaller input)")
+
+    def _install_xca(self, name: str, xca: XCA):
+        self._append("block_names", name)
+        if "xca" in self.want:
+            self._set(xca, "fused_attn", False)
+            self._hook(xca.attn_drop, lambda m, a, out: self._append("xca", out.detach().float().cpu()))
+        if "qkv" in self.want:
+            self._hook(xca.qkv, lambda m, a, out: self._append(
+                "qkv", tuple(t.detach().float().cpu() for t in _heads(out, xca.num_heads))))
+
+    def _install_class_attention(self, attn: nn.Module):
+        if "class_attention" not in self.want:
+            return
+        if isinstance(attn, EmbeddedClassAttention):  # fused only: recompute its map from its q and k
+            def on_qkv(module, args, out):
+                q, k, _ = _heads(out, attn.num_heads)
+                cls_map = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(-1)
+                self._append("class_attention", cls_map[:, :, 0].detach().float().cpu())
+            self._hook(attn.qkv, on_qkv)
+            return
+        self._set(attn, "fused_attn", False)
+        self._hook(attn.attn_drop, lambda m, a, out: self._append("class_attention", out[:, :, 0].detach().float().cpu()))
+
+    def _install_token_mixing(self):
+        model = self.model
+        blocks = getattr(model, "blocks", [])
+        tokens = [getattr(b, "mlp_tokens", None) for b in blocks]
+        if blocks and all(t is not None for t in tokens):
+            self.notes.append("MLP-Mixer has no attention: showing its token-mixing MLP weights (hidden x tokens) "
+                              "per block instead.")
+            if "token_mixing" in self.want:
+                self.data["token_mixing"] = [t.fc1.weight.detach().float().cpu() for t in tokens]
+        elif blocks and all(hasattr(b, "mixing") for b in blocks):
+            self.notes.append("FNet has no attention: its token mixing is the fixed, parameter-free real part of the "
+                              "2-D DFT (over tokens and channels); shown is the real DFT matrix over tokens.")
+            if "token_mixing" in self.want:
+                n = model.patch_embed.num_patches if hasattr(model, "patch_embed") else None
+                if n is not None:
+                    idx = torch.arange(n, dtype=torch.float64)
+                    self.data["token_mixing"] = [torch.cos(2 * torch.pi * idx[:, None] * idx[None] / n).float()]
+        else:
+            self.notes.append(f"{type(model).__name__} has no attention module that capture knows.")
+        if self.data.get("grids") is None and _token_grid(model) is not None and "grids" in self.want:
+            self.data["grids"] = [{"q": _token_grid(model), "k": _token_grid(model), "cls": False}]
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in was_training:
+            module.training = mode
+
+
+def capture(model: nn.Module, images: torch.Tensor, want: str | Iterable[str] | None = None, *,
+            max_implied_tokens: int = 1024) -> Artifacts:
+    """Run `model` on normalised `images` (B, 3, H, W) once and return the artifacts in `want`.
+
+    The default `want` is everything except ``implied_attention`` and ``qkv`` (ask for those).
+    The model's weights, train/eval mode, fused-attention flags and hooks are as before afterwards;
+    the forward runs in eval mode under no_grad on the model's device; artifacts are float32 on CPU.
+    """
+    want = _want(want)
+    device = next(model.parameters()).device
+    recorder = _Recorder(model, want, max_implied_tokens)
+    try:
+        recorder.install()
+        with _eval_mode(model), torch.no_grad():
+            logits = model(images.to(device))
+    finally:
+        recorder.close()
+    data = {k: v for k, v in recorder.data.items() if k in want or k == "block_names"}
+    data["logits"] = logits.detach().float().cpu()
+    notes = recorder.notes
+    if "implied_attention" in data:
+        notes.append("implied_attention is the N x N matrix an efficient attention approximates; the model never "
+                     "builds it, so read it as an approximation of softmax attention.")
+    if "projected_attention" in data:
+        notes.append("Linformer attends over k projected keys, not over tokens: projected_attention is N x k.")
+    return Artifacts(data, notes)
