@@ -1,0 +1,152 @@
+"""Image-space figures: heat overlays, attribution panels and thumbnail grids."""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ._common import (DIVERGING, HEAT, as_float, as_image, as_images, check_mapping,
+                      check_titles, colorbar, finish, finite_range, grid_shape, matrix_axes,
+                      normalize01, subplots, symmetric_range, upsample_heat)
+
+__all__ = ["attention_overlay", "overlay_row", "attribution_grid", "image_grid",
+           "overlay_heat"]
+
+
+def _check_opacity(opacity) -> float:
+    opacity = float(opacity)
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    return opacity
+
+
+def overlay_heat(heat, size: tuple[int, int], name: str = "heat") -> np.ndarray:
+    """A token-resolution map (h, w) upsampled bilinearly to `size` = (H, W), scaled to [0, 1]."""
+    arr = as_float(heat, name, 2, "(h, w)")
+    if min(arr.shape) < 1:
+        raise ValueError(f"{name} must have shape (h, w) with h, w >= 1, got {arr.shape}")
+    return normalize01(upsample_heat(arr, size))
+
+
+def _overlay_traces(img: np.ndarray, heat01: np.ndarray, opacity: float, name: str,
+                    showscale: bool) -> list:
+    return [
+        go.Image(z=img, name=name, hovertemplate="x %{x}, y %{y}<extra></extra>"),
+        go.Heatmap(z=heat01, zmin=0.0, zmax=1.0, zauto=False, colorscale=HEAT,
+                   opacity=opacity, showscale=showscale,
+                   colorbar=colorbar("relative") if showscale else None, name=name,
+                   hovertemplate="x %{x}, y %{y}<br>heat %{z:.2f}<extra></extra>"),
+    ]
+
+
+def attention_overlay(image, heat, title: str | None = None, opacity: float = 0.5,
+                      *, height: int = 420) -> go.Figure:
+    """The image with a semi-transparent heatmap on top.
+
+    image: uint8 (H, W, 3) (channel-first or [0, 1] floats are converted).
+    heat:  2-D (h, w) map at token resolution; it is upsampled bilinearly to (H, W) and
+           normalised to [0, 1] before drawing.
+    """
+    img = as_image(image)
+    opacity = _check_opacity(opacity)
+    heat01 = overlay_heat(heat, img.shape[:2])
+    fig = go.Figure(_overlay_traces(img, heat01, opacity, title or "heat", True))
+    matrix_axes(fig)
+    return finish(fig, title, height)
+
+
+def overlay_row(image, heats, *, opacity: float = 0.5, title: str | None = None,
+                panel_px: int = 220) -> go.Figure:
+    """Several overlays of the same image side by side, one per entry of `heats`
+    (dict name -> (h, w) map; maps may differ in resolution). Two traces per panel:
+    the image and its normalised heat."""
+    img = as_image(image)
+    opacity = _check_opacity(opacity)
+    items = check_mapping(heats, "heats")
+    maps = [overlay_heat(h, img.shape[:2], f"heats[{name!r}]") for name, h in items]
+    names = [name for name, _ in items]
+    fig, height = subplots(1, len(items), names, panel_px)
+    for j, (name, heat01) in enumerate(zip(names, maps)):
+        for tr in _overlay_traces(img, heat01, opacity, name, j == 0):
+            fig.add_trace(tr, row=1, col=j + 1)
+    matrix_axes(fig)
+    return finish(fig, title, height)
+
+
+def _attribution_map(a, shape: tuple[int, int], name: str) -> np.ndarray:
+    arr = as_float(a, name, (2, 3), "(H, W) or (C, H, W)")
+    if arr.ndim == 3:
+        arr = np.abs(arr).sum(axis=0)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must match the image size {shape} (as (H, W) or (C, H, W)), "
+                         f"got spatial shape {arr.shape}; resize it first (e.g. "
+                         f"vitviz.figures.upsample_heat)")
+    return arr
+
+
+def _scale(maps: list[np.ndarray]) -> tuple[str, float, float]:
+    """Colour scale and range: diverging around 0 when any value is negative."""
+    signed = any(np.nanmin(m) < 0 for m in maps if np.isfinite(m).any())
+    if signed:
+        return (DIVERGING,) + symmetric_range(0.0, *maps)
+    return (HEAT,) + finite_range(*maps)
+
+
+def attribution_grid(image, attributions, *, shared_scale: bool = False,
+                     cols: int | None = None, title: str | None = None,
+                     panel_px: int = 220) -> go.Figure:
+    """The image, then one heatmap per attribution method.
+
+    attributions: dict method -> (H, W) or (C, H, W) array at image resolution; 3-D maps are
+    reduced by summing absolute values over channels. Maps with negative values are drawn on
+    a diverging scale centred on 0. With `shared_scale` all maps use one range and a single
+    colour bar; otherwise each panel is scaled to its own range.
+    """
+    img = as_image(image)
+    items = check_mapping(attributions, "attributions")
+    shape = img.shape[:2]
+    maps = [_attribution_map(a, shape, f"attributions[{name!r}]") for name, a in items]
+    names = ["image"] + [name for name, _ in items]
+    rows, ncols = grid_shape(len(names), cols, max_cols=5)
+    fig, height = subplots(rows, ncols, names, panel_px)
+    fig.add_trace(go.Image(z=img, name="image"), row=1, col=1)
+    shared = _scale(maps) if shared_scale else None
+    for k, (name, m) in enumerate(zip(names[1:], maps), start=1):
+        cs, lo, hi = shared if shared else _scale([m])
+        show = bool(shared) and k == 1
+        fig.add_trace(go.Heatmap(z=m, zmin=lo, zmax=hi, zauto=False, colorscale=cs,
+                                 showscale=show, colorbar=colorbar("attribution") if show
+                                 else None, name=name,
+                                 hovertemplate=f"{name}<br>x %{{x}}, y %{{y}}<br>"
+                                               "%{z:.3g}<extra></extra>"),
+                      row=k // ncols + 1, col=k % ncols + 1)
+    matrix_axes(fig)
+    return finish(fig, title, height)
+
+
+def image_grid(images, titles=None, *, cols: int = 8, title: str | None = None,
+               panel_px: int = 110) -> go.Figure:
+    """Thumbnails (N, H, W, 3) uint8 in a grid, optionally with one title each.
+
+    An empty batch gives an empty figure that says so.
+    """
+    imgs = as_images(images)
+    n = len(imgs)
+    if n == 0:
+        if titles:
+            raise ValueError(f"titles must have 0 entries for 0 images, got {len(titles)}")
+        fig = go.Figure()
+        fig.add_annotation(text="no images", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return finish(fig, title, 150)
+    titles = check_titles(titles, n)
+    rows, ncols = grid_shape(n, cols, max_cols=cols)
+    fig, height = subplots(rows, ncols, titles, panel_px, h_space=0.01)
+    for k, im in enumerate(imgs):
+        fig.add_trace(go.Image(z=im, name=titles[k] if titles else f"#{k}",
+                               hovertemplate=(titles[k] if titles else f"#{k}")
+                               + "<extra></extra>"),
+                      row=k // ncols + 1, col=k % ncols + 1)
+    matrix_axes(fig)
+    return finish(fig, title, height)
