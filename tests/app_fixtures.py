@@ -1,0 +1,39 @@
+"""Tiny trained checkpoints for the app tests (written once per session into a temp directory)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+
+from vitviz import checkpoints
+from vitviz.data import DATASETS, load_dataset
+from vitviz.train import evaluate
+
+from tiny import tiny_kwargs
+
+APP_VARIANTS = {
+    "tiny_xcit_fsne": ("vitviz_xcit_n12_p4_32_fsne", {}),
+    "tiny_xcit_linear": ("vitviz_xcit_n12_p4_32_linear", {}),
+    "tiny_vit_softmax": ("vitviz_vit_softmax_32", {}),
+    "tiny_vit_performer": ("vitviz_vit_performer_32", {}),
+}
+
+
+def write_tiny_checkpoints(directory: Path) -> list[Path]:
+    """Untrained tiny models, evaluated on digits, saved with full metadata."""
+    directory.mkdir(parents=True, exist_ok=True)
+    test_set = load_dataset("digits", "test", img_size=32)
+    info = DATASETS["digits"]
+    paths = []
+    for i, (stem, (variant, extra)) in enumerate(APP_VARIANTS.items()):
+        torch.manual_seed(i)
+        kwargs = dict(tiny_kwargs(variant), **extra)
+        model = timm.create_model(variant, num_classes=10, **kwargs)
+        result = evaluate(model, test_set, mean=info.mean, std=info.std, img_size=32)
+        meta = dict(variant=variant, variant_kwargs=kwargs, classes=test_set.classes, img_size=32,
+                    mean=list(info.mean), std=list(info.std), dataset="digits", metrics=result.as_metrics(),
+                    train_config={"epochs_done": 0, "seconds": 0.0, "device": "CPU"}, parent=None)
+        paths.append(checkpoints.save(model, directory / stem, meta))
+    return paths

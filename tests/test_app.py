@@ -1,0 +1,56 @@
+"""Streamlit AppTest: every page renders on tiny checkpoints, and its main widgets change what is shown."""
+import pytest
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from app_fixtures import APP_VARIANTS, write_tiny_checkpoints
+
+TIMEOUT = 120
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("app_checkpoints")
+    write_tiny_checkpoints(directory)
+    return directory
+
+
+@pytest.fixture
+def app_env(checkpoint_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(checkpoint_dir))
+    monkeypatch.setenv("VITVIZ_DATA_DIR", str(tmp_path / "data"))
+    return checkpoint_dir
+
+
+def run_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    if page != "Zoo":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_zoo_lists_checkpoints_and_catalog(app_env):
+    at = run_page("Zoo")
+    tables = at.dataframe
+    assert len(tables) == 2
+    shown = tables[0].value
+    assert set(shown["checkpoint"]) == set(APP_VARIANTS)
+    assert "vitviz_cvt_32" in set(tables[1].value["variant"])
+    assert any("Device:" in c.value for c in at.caption)
+    at.multiselect[0].select("CvT").run()
+    assert set(at.dataframe[1].value["family"]) == {"CvT"}
+
+
+def test_zoo_reports_a_corrupt_checkpoint_without_failing(app_env, tmp_path, monkeypatch):
+    import shutil
+    directory = tmp_path / "ck"
+    shutil.copytree(app_env, directory)
+    (directory / "tiny_vit_softmax.json").write_text('{"variant": "vitviz_vit_softmax_32", "classes": 3}')
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    at = run_page("Zoo")
+    assert len(at.dataframe[0].value) == len(APP_VARIANTS) - 1
+    assert any("tiny_vit_softmax" in w.value for w in at.warning)
