@@ -241,6 +241,12 @@ def test_cli_train_then_finetune_then_eval_on_fixture_files(cifar_fixture, tmp_p
     report = json.loads(capsys.readouterr().out)
     assert report["num_test_samples"] == 4 and 0 <= report["test_accuracy"] <= 1
 
+    assert cli_main(["eval", "--checkpoint", str(child), "--data-dir", str(cifar_fixture), "--update"]) == 0
+    updated = checkpoints.read_meta(child)["metrics"]
+    assert updated["test_labels"] == [5, 6, 7, 8] and len(updated["test_predictions"]) == 4
+    assert updated["test_set_sha256"] == child_meta["metrics"]["test_set_sha256"]
+    checkpoints.load(child)  # weights still match their recorded hash
+
 
 def test_cli_missing_dataset_is_a_clear_error(tmp_path, capsys):
     code = cli_main(["train", "--variant", "vitviz_fnet_32", "--dataset", "cifar10", "--data-dir",

@@ -340,6 +340,23 @@ def save(model: torch.nn.Module, path: str | os.PathLike, meta: dict, dtype: tor
     return weights_path
 
 
+def update_metrics(path: str | os.PathLike, metrics: dict) -> dict:
+    """Replace the ``metrics`` of an existing checkpoint (atomic JSON rewrite; weights untouched).
+
+    Used after re-evaluating a checkpoint. Returns the new metadata.
+    """
+    weights_path, json_path = _pair(path)
+    meta = read_meta(weights_path)
+    meta.pop("path")
+    meta["metrics"] = dict(metrics)
+    problems = _meta_problems(meta)
+    if problems:
+        raise CheckpointError(f"{json_path}: invalid metadata: " + "; ".join(problems))
+    _replace(_write_temp(json_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8")), json_path)
+    _fsync_dir(json_path.parent)
+    return meta
+
+
 # --------------------------------------------------------------------------- load
 
 

@@ -122,7 +122,12 @@ def cmd_eval(args, argv) -> int:
     test_set = load_dataset(dataset, args.split, root=args.data_dir, img_size=meta["img_size"])
     result = evaluate(model, test_set, mean=meta["mean"], std=meta["std"], img_size=meta["img_size"])
     metrics = result.as_metrics()
+    if args.update:
+        if dataset != meta["dataset"] or args.split != "test":
+            raise ValueError("--update rewrites the checkpoint's own test metrics: use its dataset and --split test")
+        checkpoints.update_metrics(args.checkpoint, metrics)
     if args.json:
+        metrics = {k: v for k, v in metrics.items() if k not in ("test_labels", "test_predictions")}
         print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split, **metrics}))
     else:
         print(f"{args.checkpoint}: {dataset}/{args.split} accuracy {metrics['test_accuracy']:.4f} "
@@ -212,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--update", action="store_true", help="write the fresh test metrics into the checkpoint's JSON")
     p = sub.add_parser("train-zoo", help="train the shipped checkpoint set with one recipe")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--data-dir", default=None)

@@ -5,6 +5,7 @@ gets right and the other wrong). The model's train/eval mode is restored afterwa
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,15 @@ from .batches import DeviceImages, Normalize
 from .device import autocast, resolve_device
 
 
+MAX_STORED_PREDICTIONS = 50_000  # per-sample predictions go into checkpoint metadata up to this many
+
+
+def samples_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    digest = hashlib.sha256(labels.cpu().numpy().astype(np.int64).tobytes())
+    digest.update(images.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class EvalResult:
     classes: list[str]
@@ -23,6 +33,7 @@ class EvalResult:
     predictions: np.ndarray     # (N,) predicted labels
     confidence: np.ndarray      # (N,) softmax probability of the prediction
     confusion: np.ndarray       # (K, K) rows = true class, columns = predicted class
+    samples_sha256: str = ""    # fingerprint of the evaluated images + labels (same samples <=> same hash)
 
     @property
     def accuracy(self) -> float:
@@ -43,6 +54,8 @@ class EvalResult:
             "per_class_accuracy": {c: (None if np.isnan(a) else float(a)) for c, a in zip(self.classes, per_class)},
             "confusion_matrix": self.confusion.tolist(),
             "num_test_samples": int(len(self.labels)),
+            **({"test_set_sha256": self.samples_sha256, "test_labels": self.labels.tolist(),
+                "test_predictions": self.predictions.tolist()} if len(self.labels) <= MAX_STORED_PREDICTIONS else {}),
         }
 
 
@@ -69,4 +82,5 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset | DeviceImages, *, me
     labels = data.labels.cpu().numpy()
     preds = torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=np.int64)
     confs = torch.cat(confidence).numpy() if confidence else np.zeros(0, dtype=np.float32)
-    return EvalResult(list(data.classes), labels, preds, confs, confusion_matrix(labels, preds, data.num_classes))
+    return EvalResult(list(data.classes), labels, preds, confs, confusion_matrix(labels, preds, data.num_classes),
+                      samples_fingerprint(data.images, data.labels))
