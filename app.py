@@ -1,12 +1,25 @@
 """vitviz: streamlit run app.py — browse, inspect and compare compact vision transformers."""
+from pathlib import Path
+
 import streamlit as st
 
 st.set_page_config(page_title="vitviz", layout="wide")
 
 from vitviz.ui import device_label  # noqa: E402  (after set_page_config)
 
-page = st.navigation([
-    st.Page("pages/zoo.py", title="Zoo", icon="🧩", default=True),
-])
+PAGES = Path(__file__).resolve().parent / "pages"
+PAGE_LIST = [  # (file, title, icon)
+    ("zoo.py", "Zoo", "🧩"),
+    ("attention.py", "Attention", "🔍"),
+    ("cross_covariance.py", "Cross-covariance", "🧮"),
+    ("codes_weights.py", "Q/K/V codes & weights", "🧬"),
+    ("per_class.py", "Per-class", "📊"),
+    ("compare.py", "Compare", "🪞"),
+    ("attributions.py", "Attributions", "🎯"),
+    ("efficiency.py", "Efficiency", "⏱️"),
+    ("finetune.py", "Fine-tune", "🛠️"),
+]
+page = st.navigation([st.Page(PAGES / f, title=t, icon=i, default=(f == "zoo.py"))
+                      for f, t, i in PAGE_LIST if (PAGES / f).exists()])
 st.sidebar.caption(f"Device: {device_label()}")
 page.run()

@@ -1,20 +1,19 @@
 """Zoo: every checkpoint found (variant, family, paper, params, dataset, accuracy) and the variant catalog."""
 import streamlit as st
 
-from vitviz.overview import checkpoint_table, variant_table
-from vitviz.ui import checkpoint_dir
+from vitviz.overview import variant_table
+from vitviz.ui import checkpoint_dir, checkpoints_table, show_table
 
 st.title("Model zoo")
 directory = checkpoint_dir()
-table, problems = checkpoint_table(directory)
+table, problems = checkpoints_table()
 st.subheader(f"Checkpoints in `{directory}`")
 if table.empty:
     st.info(f"No checkpoints in {directory}. Train some with `python -m vitviz train-zoo`.")
 else:
-    st.dataframe(table.drop(columns=["path"]), hide_index=True,
-                 column_config={"test_accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                "train_seconds": st.column_config.NumberColumn(format="%.0f")})
-    st.download_button("Download table (CSV)", table.to_csv(index=False), "checkpoints.csv", "text/csv")
+    show_table(table.drop(columns=["path"]), "checkpoints", key="zoo_checkpoints",
+               column_config={"test_accuracy": st.column_config.NumberColumn(format="%.3f"),
+                              "train_seconds": st.column_config.NumberColumn(format="%.0f")})
 for problem in problems:
     st.warning(problem)
 
@@ -22,5 +21,4 @@ st.subheader("Variant catalog")
 catalog = variant_table()
 family = st.multiselect("Family", sorted(catalog["family"].unique()))
 shown = catalog[catalog["family"].isin(family)] if family else catalog
-st.dataframe(shown, hide_index=True)
-st.download_button("Download catalog (CSV)", shown.to_csv(index=False), "variants.csv", "text/csv")
+show_table(shown, "variants", key="zoo_variants")

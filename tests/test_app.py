@@ -54,3 +54,30 @@ def test_zoo_reports_a_corrupt_checkpoint_without_failing(app_env, tmp_path, mon
     at = run_page("Zoo")
     assert len(at.dataframe[0].value) == len(APP_VARIANTS) - 1
     assert any("tiny_vit_softmax" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("stem", list(APP_VARIANTS))
+def test_attention_page_every_checkpoint_and_layer_change(app_env, stem):
+    at = run_page("attention")
+    box = at.selectbox(key="checkpoint")
+    box.select_index(next(i for i, o in enumerate(box.options) if o.startswith(stem))).run()
+    at.radio(key="attn_image_source").set_value("Digits").run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = at.get("plotly_chart")
+    assert charts, "no figure shown"
+    if stem.startswith("tiny_vit"):
+        before = [c.proto.spec for c in at.get("plotly_chart")]
+        at.slider(key="attn_layer").set_value(0).run()
+        assert not at.exception
+        after = [c.proto.spec for c in at.get("plotly_chart")]
+        assert before != after
+    if stem == "tiny_vit_performer":
+        assert any("approximation" in i.value for i in [*at.subheader, *at.info])
+    if stem.startswith("tiny_xcit"):
+        assert any("class attention" in s.value for s in at.subheader)
+
+
+def test_attention_page_bad_upload_message(app_env):
+    at = run_page("attention")
+    at.radio(key="attn_image_source").set_value("Upload").run()
+    assert not at.exception

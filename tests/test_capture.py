@@ -76,7 +76,7 @@ def test_xcit_xca_class_attention_codes_regardless_of_fused_setting(fused):
     try:
         name = "vitviz_xcit_n12_p4_32_fsne"
         model = build(name)
-        art = capture(model, images_for(name), want=["xca", "class_attention", "codes", "temperatures", "qkv"])
+        art = capture(model, images_for(name), want=["xca", "class_attention", "codes", "temperatures", "qkv", "grids"])
     finally:
         set_fused_attn(True)
     depth, heads, dim = 2, 2, 32
@@ -87,6 +87,7 @@ def test_xcit_xca_class_attention_codes_regardless_of_fused_setting(fused):
     assert art["codes"].shape == (depth, 3, 8)
     torch.testing.assert_close(art["codes"][0], model.blocks[0].attn.qkv.codes.detach())
     assert art["temperatures"].shape == (depth, heads)
+    assert art["grids"] == [{"q": (8, 8), "k": (8, 8), "cls": False}] * depth
     q, k, v = art["qkv"][0]
     assert q.shape == (2, heads, 64, dim // heads)
     # the recorded XCA map is what XCA computes from the recorded q, k

@@ -65,3 +65,26 @@ def checkpoint_table(directory: str | os.PathLike | None = None, recursive: bool
         except CheckpointError as exc:
             problems.append(str(exc))
     return pd.DataFrame(rows, columns=None if rows else ["checkpoint", "variant", "dataset", "test_accuracy"]), problems
+
+
+def test_set_roots(meta: dict, data_root=None) -> list:
+    """Where a checkpoint's test set may be: the data directory, then the directory it was trained from."""
+    roots = [data_root]  # None = $VITVIZ_DATA_DIR or ./data
+    trained_from = (meta.get("train_config") or {}).get("data_root")
+    if trained_from:
+        roots.append(trained_from)
+    return roots
+
+
+def find_test_set(meta: dict, data_root=None):
+    """The checkpoint's own test set at its input size, or None when it is not on disk (never downloads)."""
+    from .data import DATASETS, is_available, load_dataset
+    name = meta["dataset"]
+    if name not in DATASETS:
+        return None
+    for root in test_set_roots(meta, data_root):
+        if is_available(name, root):
+            dataset = load_dataset(name, "test", root=root, img_size=meta["img_size"])
+            if list(dataset.classes) == list(meta["classes"]):
+                return dataset
+    return None

@@ -144,8 +144,11 @@ class _Recorder:
         if xcas and "temperatures" in self.want:
             self.data["temperatures"] = torch.stack([m.temperature.detach().float().reshape(-1).cpu()
                                                      for m in model.modules() if isinstance(m, XCA)])
-        if xcas and grid is not None:
-            self.data["grids"] = [{"q": grid, "k": grid, "cls": False} for _ in range(xcas)]
+        if xcas and "grids" in self.want:  # XCiT's patch embedding returns (tokens, (Hp, Wp))
+            def on_patches(module, args, out, count=xcas):
+                hw = tuple(int(v) for v in out[1])
+                self.data["grids"] = [{"q": hw, "k": hw, "cls": False} for _ in range(count)]
+            self._hook(model.patch_embed, on_patches)
         if not (kernels or xcas or class_attns):
             self._install_token_mixing()
 

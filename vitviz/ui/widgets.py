@@ -1,0 +1,134 @@
+"""Shared widgets: checkpoint and image pickers, figures and tables with export buttons."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ..checkpoints import CheckpointError
+from ..data import load_dataset
+from ..data.images import ACCEPTED_FORMATS, ImageError, prepare, read_image, sample_photos
+from .state import checkpoints_table, load_model, test_set, test_set_missing_note
+
+IMAGE_SOURCES = ("Test set", "Sample photo", "Digits", "Upload")
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+
+
+def _label(row) -> str:
+    acc = row.get("test_accuracy")
+    acc = f" · {acc:.1%}" if isinstance(acc, float) and acc == acc else ""
+    return f"{row['checkpoint']} ({row['dataset']}{acc})"
+
+
+def _checkpoint_rows(where=None) -> pd.DataFrame:
+    table, problems = checkpoints_table()
+    if where is not None and not table.empty:
+        table = table[table.apply(where, axis=1)]
+    return table
+
+
+def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=None, container=st):
+    """A checkpoint picker; returns (path, model, meta) or stops the page with a clear message."""
+    table = _checkpoint_rows(where)
+    if table.empty:
+        container.info("No suitable checkpoint found. Train one with `python -m vitviz train` or on the Fine-tune page.")
+        st.stop()
+    by_label = {_label(r): r["path"] for r in table.to_dict("records")}
+    path = by_label[container.selectbox(label, list(by_label), key=key)]
+    try:
+        model, meta = load_model(path)
+    except CheckpointError as exc:
+        container.error(f"Cannot load this checkpoint: {exc}")
+        st.stop()
+    return path, model, meta
+
+
+def choose_checkpoints(label: str = "Checkpoints", key: str = "checkpoints", min_count: int = 2,
+                       max_count: int = 4, where=None, default=None):
+    """Several checkpoints; returns a list of (path, model, meta) (stops the page if too few)."""
+    table = _checkpoint_rows(where)
+    by_label = {_label(r): r["path"] for r in table.to_dict("records")} if not table.empty else {}
+    paths = list(by_label.values())
+    default = [p for p in (default or paths[:min_count]) if p in paths][:max_count]
+    chosen = st.multiselect(label, list(by_label), default=[k for k, p in by_label.items() if p in default],
+                            key=key, max_selections=max_count)
+    chosen = [by_label[c] for c in chosen]
+    if len(chosen) < min_count:
+        st.info(f"Choose at least {min_count} checkpoints.")
+        st.stop()
+    loaded = []
+    for path in chosen:
+        try:
+            loaded.append((path, *load_model(path)))
+        except CheckpointError as exc:
+            st.error(f"Cannot load {Path(path).name}: {exc}")
+    if len(loaded) < min_count:
+        st.stop()
+    return loaded
+
+
+@st.cache_data(show_spinner=False)
+def _digits(size: int):
+    ds = load_dataset("digits", "test", img_size=size)
+    return ds.images, ds.labels, ds.classes
+
+
+@st.cache_data(show_spinner=False)
+def _photos():
+    return sample_photos()
+
+
+def choose_image(meta: dict, key: str = "image", container=None):
+    """Pick an image for a checkpoint: its test set (by class), a sample photo, digits, or an upload.
+
+    Returns (image uint8 (S, S, 3) at the model's input size, caption, true class name or None),
+    or None when no usable image is chosen (a bad upload shows why).
+    """
+    box = container or st
+    size = meta["img_size"]
+    source = box.radio("Image source", IMAGE_SOURCES, horizontal=True, key=f"{key}_source")
+    if source == "Test set":
+        data = test_set(meta)
+        if data is None:
+            box.info(test_set_missing_note(meta) + " Showing the digits instead.")
+            source = "Digits"
+        else:
+            images, labels, classes = data
+            cls = box.selectbox("Class", classes, key=f"{key}_class")
+            members = np.flatnonzero(labels == classes.index(cls))
+            i = box.slider("Image of this class", 0, max(len(members) - 1, 0), 0, key=f"{key}_index")
+            index = int(members[i])
+            return images[index], f"test image #{index} ({cls})", cls
+    if source == "Digits":
+        images, labels, classes = _digits(size)
+        index = box.slider("Digit image", 0, len(images) - 1, 0, key=f"{key}_digit")
+        return images[index], f"digits test image #{index} (a {classes[labels[index]]})", None
+    if source == "Sample photo":
+        photos = _photos()
+        name = box.selectbox("Photo", list(photos), key=f"{key}_photo")
+        return prepare(photos[name], size), f"scikit-learn sample photo '{name}'", None
+    upload = box.file_uploader(f"Upload an image ({', '.join(ACCEPTED_FORMATS)})", type=UPLOAD_TYPES,
+                               key=f"{key}_upload")
+    if upload is None:
+        box.caption("Choose a file to upload.")
+        return None
+    try:
+        return prepare(read_image(upload.getvalue(), upload.name), size), f"upload '{upload.name}'", None
+    except ImageError as exc:
+        box.error(str(exc))
+        return None
+
+
+def show_figure(fig, name: str, key: str | None = None, **kwargs):
+    """Plotly chart plus an HTML download (the chart's own toolbar saves PNG)."""
+    st.plotly_chart(fig, key=key, **kwargs)
+    st.download_button("Download figure (HTML)", fig.to_html(include_plotlyjs="cdn"), f"{name}.html", "text/html",
+                       key=None if key is None else f"{key}_html")
+
+
+def show_table(df: pd.DataFrame, name: str, key: str | None = None, **kwargs):
+    st.dataframe(df, hide_index=True, key=key, **kwargs)
+    st.download_button("Download table (CSV)", df.to_csv(index=False), f"{name}.csv", "text/csv",
+                       key=None if key is None else f"{key}_csv")
