@@ -9,15 +9,15 @@ from vitviz.ui import device_label  # noqa: E402  (after set_page_config)
 
 PAGES = Path(__file__).resolve().parent / "pages"
 PAGE_LIST = [  # (file, title, icon)
-    ("zoo.py", "Zoo", "🧩"),
-    ("attention.py", "Attention", "🔍"),
-    ("cross_covariance.py", "Cross-covariance", "🧮"),
-    ("codes_weights.py", "Q/K/V codes & weights", "🧬"),
-    ("per_class.py", "Per-class", "📊"),
-    ("compare.py", "Compare", "🪞"),
-    ("attributions.py", "Attributions", "🎯"),
-    ("efficiency.py", "Efficiency", "⏱️"),
-    ("finetune.py", "Fine-tune", "🛠️"),
+    ("zoo.py", "Zoo", ":material/apps:"),
+    ("attention.py", "Attention", ":material/visibility:"),
+    ("cross_covariance.py", "Cross-covariance", ":material/grid_on:"),
+    ("codes_weights.py", "Q/K/V codes & weights", ":material/key:"),
+    ("per_class.py", "Per-class", ":material/bar_chart:"),
+    ("compare.py", "Compare", ":material/compare:"),
+    ("attributions.py", "Attributions", ":material/my_location:"),
+    ("efficiency.py", "Efficiency", ":material/speed:"),
+    ("finetune.py", "Fine-tune", ":material/tune:"),
 ]
 page = st.navigation([st.Page(PAGES / f, title=t, icon=i, default=(f == "zoo.py"))
                       for f, t, i in PAGE_LIST if (PAGES / f).exists()])
