@@ -194,6 +194,38 @@ def cmd_train_zoo(args, argv) -> int:
     return 1 if failed else 0
 
 
+def _job_line(job) -> str:
+    eta = f", ETA {job.eta_seconds:.0f} s" if job.eta_seconds is not None else ""
+    tail = f" -> {job.checkpoint}" if job.checkpoint else (f" ({job.message})" if job.message else "")
+    return (f"{job.id}  {job.state:9s} {job.progress:6.1%}{eta}  {job.spec['dataset']:8s} "
+            f"{job.spec['checkpoint']}{tail}")
+
+
+def cmd_jobs(args, argv) -> int:
+    from .train.jobs import JobSpec, JobStore
+    store = JobStore(args.runs_dir)
+    store.poll()
+    if args.jobs_command == "submit":
+        spec = JobSpec(checkpoint=args.checkpoint, dataset=args.dataset, epochs=args.epochs, steps=args.steps,
+                       lr=args.lr, batch_size=args.batch_size, trainable=args.trainable, data_root=args.data_dir,
+                       device=args.device, out=args.out)
+        job_id = store.submit(spec)
+        print(json.dumps({"id": job_id}) if args.json else f"submitted {job_id}")
+    elif args.jobs_command == "show":
+        job = store.get(args.id)
+        print(json.dumps(job.as_dict()) if args.json else _job_line(job))
+    elif args.jobs_command == "list":
+        jobs = store.list()
+        if args.json:
+            print(json.dumps([j.as_dict() for j in jobs]))
+        else:
+            print("\n".join(_job_line(j) for j in jobs) or "no jobs")
+    elif args.jobs_command == "cancel":
+        job = store.cancel(args.id)
+        print(json.dumps(job.as_dict()) if args.json else f"cancel requested: {_job_line(job)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vitviz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,11 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (several fit on one GPU)")
     p.add_argument("--only", default=None, help="comma-separated zoo names")
+    p = sub.add_parser("jobs", help="background fine-tune jobs (the same queue as the app's Fine-tune page)")
+    p.add_argument("--runs-dir", default=None, help="job store directory (default: <checkpoint dir>/runs)")
+    jobs = p.add_subparsers(dest="jobs_command", required=True)
+    j = jobs.add_parser("submit", help="queue a fine-tune; prints its id")
+    j.add_argument("--checkpoint", required=True)
+    j.add_argument("--dataset", required=True)
+    j.add_argument("--epochs", type=float, default=3.0)
+    j.add_argument("--steps", type=int, default=None)
+    j.add_argument("--lr", type=float, default=5e-4)
+    j.add_argument("--batch-size", type=int, default=128)
+    j.add_argument("--trainable", default="all", choices=["all", "qkv", "head"])
+    j.add_argument("--data-dir", default=None)
+    j.add_argument("--device", default=None)
+    j.add_argument("--out", default=None, help="checkpoint path (default: in the runs directory)")
+    j.add_argument("--json", action="store_true")
+    for name, text in (("show", "state, progress, metrics and checkpoint of a job"), ("cancel", "cancel a job")):
+        j = jobs.add_parser(name, help=text)
+        j.add_argument("id")
+        j.add_argument("--json", action="store_true")
+    j = jobs.add_parser("list", help="all jobs, newest first")
+    j.add_argument("--json", action="store_true")
     return parser
 
 
 COMMANDS = {"variants": cmd_variants, "download": cmd_download, "train": cmd_train, "finetune": cmd_finetune,
-            "eval": cmd_eval, "train-zoo": cmd_train_zoo}
+            "eval": cmd_eval, "train-zoo": cmd_train_zoo, "jobs": cmd_jobs}
 
 
 def main(argv=None) -> int:

@@ -140,7 +140,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
 
     model.train()
     freeze_frozen_norm_statistics(model)
-    history, step, start = [], 0, time.perf_counter()
+    history, step, start, eval_seconds, final = [], 0, time.perf_counter(), 0.0, None
     loss_sum = torch.zeros((), device=device)
     correct_sum = torch.zeros((), device=device, dtype=torch.long)
     seen, last_loss = 0, float("nan")
@@ -178,17 +178,17 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
         loss_sum.zero_(), correct_sum.zero_()
         seen = 0
         at_end = step >= total_steps
-        if test_data is not None and not at_end and config.eval_every and round(epoch) % config.eval_every == 0:
-            record["test_accuracy"] = evaluate(model, test_data, mean=mean, std=std, img_size=img_size).accuracy
+        if test_data is not None and (at_end or (config.eval_every and round(epoch) % config.eval_every == 0)):
+            eval_start = time.perf_counter()
+            final = evaluate(model, test_data, mean=mean, std=std, img_size=img_size)
+            record["test_accuracy"] = final.accuracy
+            eval_seconds += time.perf_counter() - eval_start
         history.append(record)
         emit("epoch", record)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - eval_seconds  # training time, evaluations excluded
     model.eval()
-    final = evaluate(model, test_data, mean=mean, std=std, img_size=img_size) if test_data is not None else None
-    if final is not None and history:
-        history[-1]["test_accuracy"] = final.accuracy
     result = TrainResult(step, step / steps_per_epoch, seconds, device_name(device),
                          step * batch_size / max(seconds, 1e-9), history, final)
     emit("end", {"steps": step, "seconds": seconds, "test_accuracy": final.accuracy if final else None})
