@@ -88,3 +88,22 @@ def find_test_set(meta: dict, data_root=None):
             if list(dataset.classes) == list(meta["classes"]):
                 return dataset
     return None
+
+
+def finetune_datasets(meta: dict | None = None, data_root=None) -> list[dict]:
+    """Datasets a fine-tune can use: each with its data directory, whether it is on disk, and its download size.
+
+    The data directory comes first; a checkpoint's own training directory (e.g. cifar10-mini) is offered too.
+    """
+    from .data import DATASETS, data_dir, is_available
+    roots = [None] + [r for r in test_set_roots(meta or {}, data_root)[1:] if r]
+    choices = []
+    for name, info in DATASETS.items():
+        for root in ([None] if info.folder is None else roots):
+            where = "bundled" if info.folder is None else str(data_dir() if root is None else root)
+            available = is_available(name, root)
+            if root is not None and not available:
+                continue
+            choices.append({"label": f"{info.title} ({where})", "dataset": name, "root": root,
+                            "available": available, "download_mb": info.download_megabytes})
+    return choices

@@ -1,0 +1,98 @@
+"""Fine-tune: start a background job on a checkpoint + dataset, watch it live, cancel it, compare it with its parent."""
+import time
+
+import pandas as pd
+import streamlit as st
+
+from vitviz import figures
+from vitviz.data import DATASETS, DownloadError, download_dataset
+from vitviz.overview import finetune_datasets
+from vitviz.train.jobs import JobSpec
+from vitviz.ui import checkpoints_table, device_label
+from vitviz.ui.jobs_view import compare_with_parent, job_store
+
+st.title("Fine-tune")
+store = job_store()
+table, _ = checkpoints_table()
+if table.empty:
+    st.info("No checkpoint to fine-tune.")
+    st.stop()
+
+by_label = {f"{r['checkpoint']} ({r['dataset']})": r for r in table.to_dict("records")}
+choice = st.selectbox("Checkpoint", list(by_label), key="ft_checkpoint")
+row = by_label[choice]
+from vitviz.checkpoints import read_meta  # noqa: E402
+
+meta = read_meta(row["path"])
+options = finetune_datasets(meta)
+labels = [o["label"] + ("" if o["available"] else " — not downloaded") for o in options]
+picked = options[labels.index(st.selectbox("Dataset", labels, key="ft_dataset"))]
+if not picked["available"]:
+    info = DATASETS[picked["dataset"]]
+    st.warning(f"{info.title} is not in the data directory.")
+    if st.button(f"Download {info.title} ({picked['download_mb']} MB)", key="ft_download"):
+        try:
+            with st.spinner(f"Downloading {info.title} ..."):
+                download_dataset(picked["dataset"])
+            st.rerun()
+        except (DownloadError, OSError) as exc:
+            st.error(f"Download failed: {exc}")
+
+with st.form("ft_form"):
+    cols = st.columns(4)
+    budget = cols[0].radio("Budget", ["epochs", "steps"], horizontal=True, key="ft_budget")
+    amount = cols[0].number_input("Epochs or steps", min_value=1, value=3, step=1, key="ft_amount")
+    lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1e-1, value=5e-4, format="%.5f",
+                              key="ft_lr")
+    batch = cols[2].number_input("Batch size", min_value=1, max_value=4096, value=128, step=16, key="ft_batch")
+    trainable = cols[3].radio("Train", ["all", "qkv", "head"], key="ft_trainable",
+                              help="all: every weight; qkv: only the Q/K/V embeddings and the head; head: only the head")
+    submitted = st.form_submit_button(f"Start fine-tune on {device_label()}", disabled=not picked["available"])
+if submitted:
+    spec = JobSpec(checkpoint=row["path"], dataset=picked["dataset"], data_root=picked["root"],
+                   epochs=float(amount) if budget == "epochs" else None,
+                   steps=int(amount) if budget == "steps" else None, lr=float(lr), batch_size=int(batch),
+                   trainable=trainable)
+    try:
+        st.session_state["ft_last_job"] = store.submit(spec)
+        st.toast(f"Job {st.session_state['ft_last_job']} queued")
+    except ValueError as exc:
+        st.error(str(exc))
+
+
+def _eta(seconds):
+    return "" if seconds is None else f" · ETA {seconds:.0f} s"
+
+
+@st.fragment(run_every=1.0)
+def jobs_panel():
+    store.poll()
+    jobs = store.list()
+    st.subheader(f"Jobs ({sum(j.state in ('queued', 'running') for j in jobs)} active)")
+    if not jobs:
+        st.caption("No jobs yet.")
+    for job in jobs[:20]:
+        with st.container(border=True):
+            st.markdown(f"**{job.id}** · `{job.state}` · {job.spec['dataset']} · from "
+                        f"`{job.spec['checkpoint'].rsplit('/', 1)[-1]}`")
+            if job.state in ("queued", "running"):
+                st.progress(job.progress, text=f"step {job.step}/{job.total_steps or '?'}{_eta(job.eta_seconds)}"
+                            + (f" · loss {job.loss:.3f}" if job.loss is not None else ""))
+                if st.button("Cancel", key=f"cancel_{job.id}", disabled=job.cancel_requested):
+                    store.cancel(job.id)
+            elif job.message:
+                (st.error if job.state == "failed" else st.info)(job.message)
+            if job.history:
+                history = pd.DataFrame(job.history)
+                long = history.melt(id_vars=["epoch"], value_vars=[c for c in ("train_loss", "train_accuracy",
+                                                                                "test_accuracy") if c in history],
+                                    var_name="metric")
+                st.plotly_chart(figures.efficiency_curves(long, x="epoch", y="value", color="metric", log_x=False,
+                                                          log_y=False), key=f"curve_{job.id}_{len(job.history)}")
+            if job.state == "done" and job.checkpoint:
+                st.caption(f"checkpoint: {job.checkpoint}")
+                if st.button("Compare with its parent on Per-class", key=f"compare_{job.id}"):
+                    compare_with_parent(job)
+
+
+jobs_panel()

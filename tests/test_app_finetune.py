@@ -1,0 +1,47 @@
+"""AppTest of the Fine-tune page: start a job from the form, see it run to done, compare with the parent."""
+import time
+
+from vitviz.train.jobs import JobStore
+
+from test_app import app_env, checkpoint_dir, run_page  # noqa: F401
+
+
+def test_finetune_page_starts_a_job_that_finishes(app_env, tmp_path, monkeypatch):
+    import shutil
+    directory = tmp_path / "ck"
+    shutil.copytree(app_env, directory)
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    at = run_page("finetune")
+    box = at.selectbox(key="ft_checkpoint")
+    box.select_index(next(i for i, o in enumerate(box.options) if o.startswith("tiny_vit_softmax"))).run()
+    datasets = at.selectbox(key="ft_dataset")
+    datasets.select_index(next(i for i, o in enumerate(datasets.options) if o.startswith("Handwritten digits"))).run()
+    at.radio(key="ft_budget").set_value("steps")
+    at.number_input(key="ft_amount").set_value(4)
+    at.number_input(key="ft_batch").set_value(32)
+    submit = [b for b in at.button if b.label.startswith("Start fine-tune")][0]
+    submit.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = JobStore(directory / "runs")
+    jobs = store.list()
+    assert len(jobs) == 1 and jobs[0].spec["steps"] == 4 and jobs[0].spec["dataset"] == "digits"
+    deadline = time.time() + 120
+    while store.get(jobs[0].id).state in ("queued", "running") and time.time() < deadline:
+        store.poll()
+        time.sleep(0.5)
+    assert store.get(jobs[0].id).state == "done"
+    at.run()
+    assert any(jobs[0].id in m.value for m in at.markdown)
+    compare = [b for b in at.button if b.label.startswith("Compare with its parent")]
+    assert compare
+    compare[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_finetune_page_offers_download_for_missing_datasets(app_env):
+    at = run_page("finetune")
+    datasets = at.selectbox(key="ft_dataset")
+    missing = [o for o in datasets.options if "not downloaded" in o]
+    assert missing and any("CIFAR-10" in o for o in missing)
+    datasets.select_index(datasets.options.index(missing[0])).run()
+    assert any(b.label.startswith("Download") and "MB" in b.label for b in at.button)
