@@ -36,6 +36,10 @@ def test_finetune_page_starts_a_job_that_finishes(app_env, tmp_path, monkeypatch
     assert compare
     compare[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
+    child = store.get(jobs[0].id).checkpoint.rsplit("/", 1)[-1].removesuffix(".safetensors")
+    assert at.query_params["checkpoint"] in (child, [child])
+    assert at.selectbox(key="pc_a").value.startswith("tiny_vit_softmax")
+    assert at.selectbox(key="pc_b").value.startswith(child)
 
 
 def test_finetune_page_offers_download_for_missing_datasets(app_env):
