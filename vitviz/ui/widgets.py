@@ -29,6 +29,12 @@ def _checkpoint_rows(where=None) -> pd.DataFrame:
     return table
 
 
+def checkpoint_options(where=None) -> dict:
+    """{picker label: path} of the checkpoints, in the order the pickers list them."""
+    table = _checkpoint_rows(where)
+    return {} if table.empty else {_label(r): r["path"] for r in table.to_dict("records")}
+
+
 def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=None, container=st):
     """A checkpoint picker; returns (path, model, meta) or stops the page with a clear message."""
     table = _checkpoint_rows(where)
