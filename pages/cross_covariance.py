@@ -1,0 +1,59 @@
+"""Cross-covariance: XCiT's d_h x d_h attention over channels, per layer and head, with its temperatures."""
+import streamlit as st
+
+from vitviz import figures
+from vitviz.inspect.cross_covariance import temperature_table, xca_matrices
+from vitviz.ui import captured, checkpoints_table, choose_checkpoint, choose_image, show_figure, show_table
+
+
+def is_xcit(row) -> bool:
+    return "xcit" in row["variant"]
+
+
+st.title("Cross-covariance attention")
+st.caption("XCiT attends over channels instead of tokens: per head a d_h x d_h softmax map of the "
+           "cross-covariance of keys and queries, sharpened by a learned temperature τ.")
+table, _ = checkpoints_table()
+if table.empty or not table.apply(is_xcit, axis=1).any():
+    st.info("No XCiT checkpoint found; cross-covariance attention exists only in XCiT variants. "
+            "Train one with `python -m vitviz train` (e.g. an `vitviz_xcit_*` variant).")
+    st.stop()
+
+left, right = st.columns([1, 3])
+with left:
+    path, model, meta = choose_checkpoint(key="xcc_checkpoint", where=is_xcit, container=st)
+    picked = choose_image(meta, key="xcc_image")
+if picked is None:
+    st.stop()
+image, caption, _ = picked
+with left:
+    st.image(image, caption=caption, width=160)
+art = captured(path, image, ["xca", "temperatures"])
+matrices = xca_matrices(art)
+temperatures = art["temperatures"]
+layers, heads = matrices.shape[:2]
+
+
+@st.fragment
+def layer_view():
+    st.subheader("One layer")
+    layer = st.slider("Layer", 0, layers - 1, layers - 1, key="xcc_layer")
+    shared = st.checkbox("Shared colour scale", value=True, key="xcc_shared")
+    show_figure(figures.matrix_grid(matrices[layer:layer + 1], shared_scale=shared, titles=[f"layer {layer}"],
+                                    temperatures=temperatures[layer:layer + 1], panel_px=220,
+                                    title=f"layer {layer}: {heads} heads, {matrices.shape[-1]} x "
+                                          f"{matrices.shape[-1]} channels"),
+                f"xca_layer_{layer}", key="xcc_layer_fig")
+
+
+with right:
+    layer_view()
+    st.subheader("All layers")
+    average = st.checkbox("Average over heads", value=False, key="xcc_average")
+    overview = xca_matrices(art, average_heads=True) if average else matrices
+    show_figure(figures.matrix_grid(overview, shared_scale=True, titles=[f"layer {i}" for i in range(layers)],
+                                    temperatures=None if average else temperatures,
+                                    title="layers x " + ("head mean" if average else "heads") + " (shared scale)"),
+                "xca_overview", key="xcc_overview")
+    st.subheader("Temperatures τ")
+    show_table(temperature_table(temperatures), "xca_temperatures", key="xcc_temperatures")

@@ -1,0 +1,59 @@
+"""One heat map per model for side-by-side comparison, from `capture()` artifacts (batch index 0).
+
+`attention_view(art, view)` returns (heat (h, w) on the patch grid or None, caption saying what it is or
+why there is none), so models of different families can be shown in the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .attention_views import attention_source, class_attention_heats, query_heat, rollout_heat
+
+__all__ = ["VIEWS", "CAPTURE_WANT", "attention_view", "top_predictions"]
+
+VIEWS = ("attention rollout / class attention", "last-layer attention (class token)", "saliency")
+CAPTURE_WANT = ("attention", "implied_attention", "projected_attention", "class_attention", "grids")
+
+
+def _approx(key: str) -> str:
+    return " of the implied maps (an approximation)" if key == "implied_attention" else ""
+
+
+def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
+    """The heat of an attention view (one of the first two `VIEWS`) and a caption.
+
+    Rollout: attention rollout of the token maps read at the class token; for XCiT (no token attention
+    map) the class attention, averaged over heads and class-attention blocks. Last layer: the class
+    token's attention in the last token-attention layer (head mean); for XCiT the last class-attention
+    block. Models without attention maps (FNet, Mixer, Linformer's projected keys) give None and why.
+    """
+    if view not in VIEWS[:2]:
+        raise ValueError(f"unknown attention view {view!r}; choose from {', '.join(VIEWS[:2])}")
+    source = attention_source(art)
+    rollout = view == VIEWS[0]
+    if source is not None and source[0] != "projected_attention":
+        key, maps, grids, _ = source
+        if rollout:
+            heat = rollout_heat(maps, grids)
+            if heat is None:
+                return None, "Rollout needs square maps over the same tokens in every layer (not the case here)."
+            return heat, "attention rollout" + _approx(key)
+        if not grids[-1]["cls"]:
+            return None, "The last attention layer has no class token."
+        return query_heat(maps[-1][0], grids[-1], 0), "class token, last layer, head mean" + _approx(key)
+    if "class_attention" in art and len(art["class_attention"]):
+        heats = class_attention_heats(art)
+        if rollout:
+            return np.mean([h["mean"] for h in heats], axis=0), "class attention (mean of heads and blocks)"
+        return heats[-1]["mean"], "class attention, last block, head mean"
+    if source is not None:
+        return None, "Linformer attends to k projected keys, which have no place on the image."
+    return None, "This model has no token attention (it mixes tokens another way)."
+
+
+def top_predictions(logits, classes, k: int = 3) -> list[tuple[str, float]]:
+    """The k most probable classes of the first row of `logits` as (name, probability)."""
+    probs = torch.as_tensor(logits).detach().float().cpu().reshape(-1, len(classes))[0].softmax(-1)
+    top = probs.topk(min(k, len(classes)))
+    return [(classes[i], float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
