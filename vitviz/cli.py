@@ -145,6 +145,22 @@ def cmd_variants(args, argv) -> int:
     return 0
 
 
+def cmd_checkpoints(args, argv) -> int:
+    """The checkpoints in a directory as a markdown table (the README's results table)."""
+    from .overview import checkpoint_table
+    table, problems = checkpoint_table(args.dir, recursive=False)
+    print("| checkpoint | variant | options | params | test accuracy | epochs | train time | device |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in table.sort_values("checkpoint").to_dict("records"):
+        acc = "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.1%}"
+        secs = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} s"
+        print(f"| {r['checkpoint']} | {r['variant']} | {r['options']} | {r['params']:,} | {acc} | {r['epochs']} | "
+              f"{secs} | {r['device']} |")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_download(args, argv) -> int:
     from .data import DATASETS, download_dataset
     info = DATASETS[args.name]
@@ -230,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vitviz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("variants", help="list registered variants with parameter counts")
+    p = sub.add_parser("checkpoints", help="the checkpoints in a directory as a markdown table")
+    p.add_argument("--dir", default=str(DEFAULT_CHECKPOINT_DIR))
     p = sub.add_parser("download", help="download a dataset into the data directory (verifies checksums)")
     p.add_argument("name", choices=["cifar10", "cifar100", "stl10"])
     p.add_argument("--data-dir", default=None)
@@ -289,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"variants": cmd_variants, "download": cmd_download, "train": cmd_train, "finetune": cmd_finetune,
-            "eval": cmd_eval, "train-zoo": cmd_train_zoo, "jobs": cmd_jobs}
+            "eval": cmd_eval, "train-zoo": cmd_train_zoo, "jobs": cmd_jobs,
+            "checkpoints": cmd_checkpoints}
 
 
 def main(argv=None) -> int:
