@@ -42,6 +42,14 @@ def ok(at):
 
 # --------------------------------------------------------------------------- cross-covariance
 
+
+def only_checkpoint(source, directory, stem, monkeypatch):
+    """A checkpoint directory holding just `stem`, made the app's checkpoint directory."""
+    directory.mkdir()
+    for f in source.glob(f"{stem}.*"):
+        shutil.copy(f, directory / f.name)
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+
 def test_cross_covariance_only_xcit_and_widgets_change_the_figures(app_env):
     at = run_page("cross_covariance")
     box = at.selectbox(key="xcc_checkpoint")
@@ -77,11 +85,7 @@ def test_cross_covariance_only_xcit_and_widgets_change_the_figures(app_env):
 
 
 def test_cross_covariance_without_xcit_says_so(app_env, tmp_path, monkeypatch):
-    directory = tmp_path / "no_xcit"
-    directory.mkdir()
-    for f in app_env.glob("tiny_vit_softmax.*"):
-        shutil.copy(f, directory / f.name)
-    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    only_checkpoint(app_env, tmp_path / "no_xcit", "tiny_vit_softmax", monkeypatch)
     at = run_page("cross_covariance")
     assert any("No XCiT checkpoint" in i.value for i in at.info)
     assert not at.get("plotly_chart")
@@ -157,11 +161,7 @@ def test_weights_statistic_checkpoints_block_change_the_plots(app_env):
 
 
 def test_codes_weights_without_fsne_says_so(app_env, tmp_path, monkeypatch):
-    directory = tmp_path / "no_fsne"
-    directory.mkdir()
-    for f in app_env.glob("tiny_xcit_linear.*"):
-        shutil.copy(f, directory / f.name)
-    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    only_checkpoint(app_env, tmp_path / "no_fsne", "tiny_xcit_linear", monkeypatch)
     at = run_page("codes_weights")
     assert any("No F-SNE checkpoint" in i.value for i in at.info)
     assert len(at.get("plotly_chart")) == 3  # the weight section still renders

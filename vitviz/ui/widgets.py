@@ -37,11 +37,10 @@ def checkpoint_options(where=None) -> dict:
 
 def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=None, container=st):
     """A checkpoint picker; returns (path, model, meta) or stops the page with a clear message."""
-    table = _checkpoint_rows(where)
-    if table.empty:
+    by_label = checkpoint_options(where)
+    if not by_label:
         container.info("No suitable checkpoint found. Train one with `python -m vitviz train` or on the Fine-tune page.")
         st.stop()
-    by_label = {_label(r): r["path"] for r in table.to_dict("records")}
     path = by_label[container.selectbox(label, list(by_label), key=key)]
     try:
         model, meta = load_model(path)
@@ -54,8 +53,7 @@ def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=
 def choose_checkpoints(label: str = "Checkpoints", key: str = "checkpoints", min_count: int = 2,
                        max_count: int = 4, where=None, default=None):
     """Several checkpoints; returns a list of (path, model, meta) (stops the page if too few)."""
-    table = _checkpoint_rows(where)
-    by_label = {_label(r): r["path"] for r in table.to_dict("records")} if not table.empty else {}
+    by_label = checkpoint_options(where)
     paths = list(by_label.values())
     default = [p for p in (default or paths[:min_count]) if p in paths][:max_count]
     chosen = st.multiselect(label, list(by_label), default=[k for k, p in by_label.items() if p in default],
