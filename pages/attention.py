@@ -1,11 +1,13 @@
 """Attention: maps per layer and head for one checkpoint and one image; overlays, rollout, XCiT class attention."""
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.inspect.attention_views import (attention_source, class_attention_heats, group_by_grid, query_heat,
                                             query_index, rollout_heat)
 from vitviz.ui import captured, choose_checkpoint, choose_image, show_figure
 
+ensure_app_navigation()
 st.title("Attention")
 left, right = st.columns([1, 3])
 with left:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.inspect.attributions import METHODS
 from vitviz.ui import choose_checkpoints, choose_image, show_figure
@@ -10,6 +11,7 @@ from vitviz.ui.evaluations import attribution_maps
 
 PREDICTED = "predicted class"
 
+ensure_app_navigation()
 st.title("Attributions")
 left, right = st.columns([1, 3])
 with left:

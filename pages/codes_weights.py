@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.checkpoints import CheckpointError
 from vitviz.inspect import code_drift
@@ -49,6 +50,7 @@ def fsne_section():
     show_table(drift, "fsne_code_drift", key="cw_drift")
 
 
+ensure_app_navigation()
 st.title("Q/K/V codes & weights")
 st.header("F-SNE codes")
 st.caption("F-SNE computes q, k and v with one shared MLP; a trainable code per block and pathway tells it "

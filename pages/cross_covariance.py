@@ -1,6 +1,7 @@
 """Cross-covariance: XCiT's d_h x d_h attention over channels, per layer and head, with its temperatures."""
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.inspect.cross_covariance import temperature_table, xca_matrices
 from vitviz.ui import captured, checkpoints_table, choose_checkpoint, choose_image, show_figure, show_table
@@ -10,6 +11,7 @@ def is_xcit(row) -> bool:
     return "xcit" in row["variant"]
 
 
+ensure_app_navigation()
 st.title("Cross-covariance attention")
 st.caption("XCiT attends over channels instead of tokens: per head a d_h x d_h softmax map of the "
            "cross-covariance of keys and queries, sharpened by a learned temperature τ.")

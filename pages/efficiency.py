@@ -2,6 +2,7 @@
 operation grows with the number of tokens for each attention kind."""
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.inspect.efficiency import SCALING_KINDS
 from vitviz.ui import checkpoints_table, device, device_label, show_figure, show_table
@@ -9,6 +10,7 @@ from vitviz.ui.evaluations import attention_scaling, cost_table, token_counts
 
 TOKEN_CHOICES = [64, 128, 256, 512, 1024, 2048, 4096]
 
+ensure_app_navigation()
 st.title("Efficiency")
 on_gpu = device().type == "cuda"
 st.caption(f"Timings run on **{device_label()}**. FLOPs count matrix products only (2 × multiply-accumulates); "

@@ -4,6 +4,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.data import DATASETS, DownloadError, download_dataset
 from vitviz.overview import finetune_datasets
@@ -11,6 +12,7 @@ from vitviz.train.jobs import JobSpec
 from vitviz.ui import checkpoints_table, device_label
 from vitviz.ui.jobs_view import compare_with_parent, job_store
 
+ensure_app_navigation()
 st.title("Fine-tune")
 store = job_store()
 table, _ = checkpoints_table()

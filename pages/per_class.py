@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures, metrics
 from vitviz.ui import checkpoints_table, choose_checkpoint, show_figure, show_table
 from vitviz.ui.evaluations import comparison, paired_predictions, parent_pairs
@@ -12,6 +13,7 @@ from vitviz.ui.widgets import checkpoint_options
 
 MAX_IMAGES = 32
 
+ensure_app_navigation()
 st.title("Per-class comparison")
 options = checkpoint_options()
 label_of = {path: label for label, path in options.items()}

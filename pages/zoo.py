@@ -1,9 +1,11 @@
 """Zoo: every checkpoint found (variant, family, paper, params, dataset, accuracy) and the variant catalog."""
 import streamlit as st
 
+from vitviz.ui.navigation import ensure_app_navigation
 from vitviz.overview import variant_table
 from vitviz.ui import checkpoint_dir, checkpoints_table, show_table
 
+ensure_app_navigation()
 st.title("Model zoo")
 directory = checkpoint_dir()
 table, problems = checkpoints_table()

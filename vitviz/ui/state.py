@@ -97,3 +97,4 @@ def _capture(path: str, mtime: float, key: str, _image: np.ndarray, want: tuple,
 def captured(path, image: np.ndarray, want, max_implied_tokens: int = 1024) -> dict:
     """capture() of one prepared image (uint8, model size), cached by checkpoint and image content."""
     return _capture(str(path), _mtime(path), image_key(image), image, tuple(sorted(want)), max_implied_tokens)
+
