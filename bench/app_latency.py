@@ -103,20 +103,24 @@ def browser_timings(directory: Path, repeats: int) -> dict:
             page.get_by_text("Digits", exact=True).click()
             idle()
             page.locator(".js-plotly-plot").first.wait_for()
-            slider = page.get_by_role("slider", name="Layer")
+            layers = page.get_by_role("radiogroup", name="Layer")
             times = []
             for i in range(repeats):
-                slider.focus()
+                option = layers.get_by_text(str(i % 2), exact=True)
                 start = time.perf_counter()
-                slider.press("ArrowLeft" if i % 2 == 0 else "ArrowRight")
+                option.click()
                 idle()
                 times.append(time.perf_counter() - start)
             out["layer_change_ms"] = 1000 * float(np.median(times))
             head_times = []
+            head = page.get_by_label("Head", exact=True)
             for i in range(min(repeats, 3)):
-                page.get_by_label("Head").first.click()
+                head.focus()
+                page.keyboard.press("ArrowDown")  # opens the list
+                page.get_by_role("option").first.wait_for()
                 start = time.perf_counter()
-                page.get_by_role("option").nth(1 + i % 2).click()
+                page.keyboard.press("ArrowDown" if i % 2 == 0 else "ArrowUp")
+                page.keyboard.press("Enter")
                 idle()
                 head_times.append(time.perf_counter() - start)
             out["head_change_ms"] = 1000 * float(np.median(head_times))

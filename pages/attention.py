@@ -32,41 +32,47 @@ for note in art["notes"]:
 source = attention_source(art)
 
 
-@st.fragment
 def token_attention_view():
     key, maps, grids, label = source
     st.subheader(label)
-    groups = group_by_grid(maps, grids)
-    layer = st.slider("Layer", 0, len(maps) - 1, len(maps) - 1, key="attn_layer")
-    heads = maps[layer].shape[1]
-    head = st.selectbox("Head", ["mean"] + list(range(heads)), key="attn_head")
-    grid = grids[layer]
-    query_choice = st.radio("Query token", ["class token", "centre token"] if grid["cls"] else ["centre token"],
-                            horizontal=True, key="attn_query")
     if key == "projected_attention":
         st.caption("Linformer: rows are tokens, columns the k projected keys; there is no key grid to overlay.")
         show_figure(figures.attention_grid([m[0] for m in maps]), "linformer_maps", key="attn_lin")
         return
-    heat = query_heat(maps[layer][0], grid, query_index(grid, query_choice), head)
+    query_choice = st.radio("Query token", ["class token", "centre token"] if grids[-1]["cls"] else ["centre token"],
+                            horizontal=True, key="attn_query",
+                            help="layers without a class token (CvT's first stages) use the centre token")
     cols = st.columns(2)
     with cols[0]:
-        show_figure(figures.attention_overlay(image, heat, title=f"layer {layer}, head {head}"), "attention_overlay",
-                    key="attn_overlay")
+        layer_view(maps, grids, query_choice)
     with cols[1]:
-        rollout = rollout_heat(maps, grids)
-        if rollout is None:
+        if rollout_heat(maps, grids) is None:
             st.caption("Rollout needs square maps over the same tokens in every layer (not the case here).")
         else:
-            fusion = st.selectbox("Rollout head fusion", ["mean", "max", "min"], key="attn_fusion")
-            discard = st.slider("Discard ratio", 0.0, 0.9, 0.0, 0.1, key="attn_discard")
-            show_figure(figures.attention_overlay(image, rollout_heat(maps, grids, fusion, discard),
-                                                  title=f"rollout ({fusion})"), "rollout", key="attn_rollout")
-    for i, (layers, group_maps, group_grid) in enumerate(groups):
-        q = query_index(group_grid, query_choice)
-        show_figure(figures.attention_grid([m[0] for m in group_maps], grid=group_grid["k"], query=q,
+            rollout_view(maps, grids)
+    for i, (layers, group_maps, group_grid) in enumerate(group_by_grid(maps, grids)):
+        show_figure(figures.attention_grid([m[0] for m in group_maps], grid=group_grid["k"],
+                                           query=query_index(group_grid, query_choice),
                                            titles=[f"layer {n}" for n in layers],
                                            title=f"{query_choice} attention, layers {layers[0]}-{layers[-1]} x heads"),
                     f"attention_grid_{i}", key=f"attn_grid_{i}")
+
+
+@st.fragment
+def layer_view(maps, grids, query_choice):
+    layer = st.radio("Layer", list(range(len(maps))), index=len(maps) - 1, horizontal=True, key="attn_layer")
+    head = st.selectbox("Head", ["mean"] + list(range(maps[layer].shape[1])), key="attn_head")
+    heat = query_heat(maps[layer][0], grids[layer], query_index(grids[layer], query_choice), head)
+    show_figure(figures.attention_overlay(image, heat, title=f"layer {layer}, head {head}"), "attention_overlay",
+                key="attn_overlay")
+
+
+@st.fragment
+def rollout_view(maps, grids):
+    fusion = st.selectbox("Rollout head fusion", ["mean", "max", "min"], key="attn_fusion")
+    discard = st.slider("Discard ratio", 0.0, 0.9, 0.0, 0.1, key="attn_discard")
+    show_figure(figures.attention_overlay(image, rollout_heat(maps, grids, fusion, discard),
+                                          title=f"rollout ({fusion})"), "rollout", key="attn_rollout")
 
 
 with right:

@@ -67,7 +67,7 @@ def test_attention_page_every_checkpoint_and_layer_change(app_env, stem):
     assert charts, "no figure shown"
     if stem.startswith("tiny_vit"):
         before = [c.proto.spec for c in at.get("plotly_chart")]
-        at.slider(key="attn_layer").set_value(0).run()
+        at.radio(key="attn_layer").set_value(0).run()
         assert not at.exception
         after = [c.proto.spec for c in at.get("plotly_chart")]
         assert before != after

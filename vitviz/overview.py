@@ -11,6 +11,7 @@ import pandas as pd
 
 from .checkpoints import CheckpointError, list_checkpoints, read_meta
 from .models import list_variants, variant_info
+from .models.catalog import CATALOG
 
 CHECKPOINT_DIR_ENV = "VITVIZ_CHECKPOINT_DIR"
 
@@ -34,7 +35,8 @@ def variant_table() -> pd.DataFrame:
 def checkpoint_row(path: str | os.PathLike) -> dict:
     """One row describing a checkpoint from its metadata (weights are not read)."""
     meta = read_meta(path)
-    info = variant_info(meta["variant"]) if meta["variant"] in list_variants() else {}
+    entry = CATALOG.get(meta["variant"])
+    info = entry.as_dict(with_params=False) if entry else {}
     tc = meta.get("train_config") or {}
     metrics = meta.get("metrics") or {}
     return {

@@ -10,8 +10,6 @@ seeded, so it is the same on every machine.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from .dataset import ImageDataset, resize_images
 
@@ -27,6 +25,7 @@ def digits_split_indices(
     labels: np.ndarray, test_fraction: float = DIGITS_TEST_FRACTION, seed: int = DIGITS_SPLIT_SEED
 ) -> dict[str, np.ndarray]:
     """Stratified, seeded train/test indices (each sorted)."""
+    from sklearn.model_selection import train_test_split  # scikit-learn loads only when digits are used
     train_indices, test_indices = train_test_split(
         np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed
     )
@@ -42,6 +41,7 @@ def load_digits_dataset(
     """The digits as uint8 (N, img_size, img_size, 3) RGB images with classes "0".."9"."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    from sklearn.datasets import load_digits
     digits = load_digits()
     labels = digits.target.astype(np.int64)
     indices = digits_split_indices(labels, test_fraction, seed)[split]

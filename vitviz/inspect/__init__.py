@@ -5,19 +5,33 @@
 - rollout: `attention_rollout`, `cls_rollout_map`, `upsample_map`.
 - codes: `qkv_codes`, `code_similarity`, `code_drift`.
 - weights: `qkv_pathways`, `weight_stats`, `pathway_similarity`, `weight_histograms`, `linear_cka`.
-- attributions (captum): `attribute`, `to_heatmap`, `METHODS`.
-- projections: `features`, `project`.
+- attributions (captum): `attribute`, `to_heatmap`, `ATTRIBUTION_METHODS`.
+- projections (scikit-learn): `features`, `project`, `Projection`.
 - efficiency: `model_cost`, `time_forward`, `attention_scaling`.
+
+Attributions, projections and efficiency load on first use (captum and scikit-learn are slow to import).
 """
-from .attributions import METHODS as ATTRIBUTION_METHODS, attribute, to_heatmap
+import importlib
+
 from .capture import ARTIFACTS, Artifacts, capture
 from .codes import code_drift, code_similarity, qkv_codes
-from .efficiency import attention_scaling, model_cost, time_forward
-from .projections import Projection, features, project
 from .rollout import attention_rollout, cls_rollout_map, upsample_map
 from .weights import linear_cka, pathway_similarity, qkv_pathways, weight_histograms, weight_stats
 
+_LAZY = {"attribute": ("attributions", "attribute"), "to_heatmap": ("attributions", "to_heatmap"),
+         "ATTRIBUTION_METHODS": ("attributions", "METHODS"), "features": ("projections", "features"),
+         "project": ("projections", "project"), "Projection": ("projections", "Projection"),
+         "model_cost": ("efficiency", "model_cost"), "time_forward": ("efficiency", "time_forward"),
+         "attention_scaling": ("efficiency", "attention_scaling")}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["capture", "Artifacts", "ARTIFACTS", "attention_rollout", "cls_rollout_map", "upsample_map",
            "qkv_codes", "code_similarity", "code_drift", "qkv_pathways", "weight_stats", "pathway_similarity",
-           "weight_histograms", "linear_cka", "attribute", "to_heatmap", "ATTRIBUTION_METHODS", "features",
-           "project", "Projection", "model_cost", "time_forward", "attention_scaling"]
+           "weight_histograms", "linear_cka", *_LAZY]

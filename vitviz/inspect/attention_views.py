@@ -37,10 +37,9 @@ def group_by_grid(maps: list, grids: list[dict]) -> list[tuple[list[int], list, 
 
 
 def query_index(grid: dict, choice: str) -> int:
-    """Index of the query token: the class token (0) or the centre patch token."""
-    if choice == "class token":
-        if not grid["cls"]:
-            raise ValueError("this layer has no class token")
+    """Index of the query token: the class token (0) or the centre patch token (also for layers without a
+    class token, such as CvT's first stages)."""
+    if choice == "class token" and grid["cls"]:
         return 0
     h, w = grid["q"]
     return int(grid["cls"]) + (h // 2) * w + w // 2

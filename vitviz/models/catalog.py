@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import timm
+import torch
 
 QKV_PAPER = "Q/K/V embedding for XCiT (arXiv 2111.10017; Mathematics 11(8):1933, 2023)"
 VIX_PAPER = "Vision X-formers (arXiv 2107.02239; WACV 2022)"
@@ -98,5 +99,6 @@ def variant_info(name: str) -> dict:
 @lru_cache(maxsize=None)
 def param_count(name: str, num_classes: int | None = None) -> int:
     """Parameters of `name` with its default head (1,000 classes at 224 px, 10 at 32 px)."""
-    model = timm.create_model(name, num_classes=num_classes or CATALOG[name].default_classes)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = timm.create_model(name, num_classes=num_classes or CATALOG[name].default_classes)
     return sum(p.numel() for p in model.parameters())

@@ -128,11 +128,11 @@ def choose_image(meta: dict, key: str = "image", container=None):
 def show_figure(fig, name: str, key: str | None = None, **kwargs):
     """Plotly chart plus an HTML download (the chart's own toolbar saves PNG)."""
     st.plotly_chart(fig, key=key, **kwargs)
-    st.download_button("Download figure (HTML)", fig.to_html(include_plotlyjs="cdn"), f"{name}.html", "text/html",
-                       key=None if key is None else f"{key}_html")
+    st.download_button("Download figure (HTML)", lambda: fig.to_html(include_plotlyjs="cdn"), f"{name}.html",
+                       "text/html", key=None if key is None else f"{key}_html")
 
 
 def show_table(df: pd.DataFrame, name: str, key: str | None = None, **kwargs):
     st.dataframe(df, hide_index=True, key=key, **kwargs)
-    st.download_button("Download table (CSV)", df.to_csv(index=False), f"{name}.csv", "text/csv",
+    st.download_button("Download table (CSV)", lambda: df.to_csv(index=False), f"{name}.csv", "text/csv",
                        key=None if key is None else f"{key}_csv")
