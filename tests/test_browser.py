@@ -161,3 +161,20 @@ def test_per_class_with_two_variants(page, server):
     page.locator(".js-plotly-plot").first.wait_for()
     assert page.locator(".js-plotly-plot").count() >= 2
     page.screenshot(path=str(SHOTS / "per_class.png"), full_page=True)
+
+
+def test_finetune_job_runs_to_done_in_the_browser(page, server):
+    open_page(page, server, "Fine-tune")
+    choose_option(page, "Checkpoint", "tiny_vit_softmax")
+    choose_option(page, "Dataset", "Handwritten digits")
+    page.get_by_text("steps", exact=True).click()
+    page.get_by_label("Epochs or steps").fill("3")
+    page.get_by_label("Batch size").fill("32")
+    page.get_by_role("button", name="Start fine-tune").click()
+    page.get_by_text("test accuracy", exact=False).first.wait_for(timeout=180_000)
+    page.get_by_role("button", name="Compare with its parent on Per-class").first.wait_for()
+    page.screenshot(path=str(SHOTS / "finetune_done.png"), full_page=True)
+    page.get_by_role("button", name="Compare with its parent on Per-class").first.click()
+    page.get_by_role("heading", name="Per-class comparison").wait_for()
+    wait_idle(page)
+    page.screenshot(path=str(SHOTS / "finetune_vs_parent.png"), full_page=True)
