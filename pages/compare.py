@@ -7,12 +7,14 @@ from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.data.images import prepare
 from vitviz.inspect.compare_views import CAPTURE_WANT, VIEWS, attention_view, top_predictions
-from vitviz.ui import captured, choose_checkpoints, choose_image, show_figure
+from vitviz.inspect.compare_views import preferred_defaults
+from vitviz.ui import captured, checkpoints_table, choose_checkpoints, choose_image, show_figure
 from vitviz.ui.analysis_cache import saliency_heat
 
 ensure_app_navigation()
 st.title("Compare")
-chosen = choose_checkpoints("Checkpoints (2-4)", key="cmp_checkpoints", min_count=2, max_count=4)
+chosen = choose_checkpoints("Checkpoints (2-4)", key="cmp_checkpoints", min_count=2, max_count=4,
+                            default=preferred_defaults(checkpoints_table()[0]))
 controls = st.columns([3, 1])
 with controls[0]:
     picked = choose_image(chosen[0][2], key="cmp_image")

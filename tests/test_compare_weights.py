@@ -106,3 +106,30 @@ def test_top_predictions():
     top = top_predictions(torch.tensor([[0.0, 2.0, 1.0]]), ["a", "b", "c"], k=2)
     assert [c for c, _ in top] == ["b", "c"] and top[0][1] > top[1][1]
     assert len(top_predictions(torch.zeros(1, 2), ["a", "b"])) == 2
+
+
+def test_preferred_defaults_pick_one_attention_model_per_family():
+    import pandas as pd
+    from vitviz.inspect.compare_views import preferred_defaults
+    table = pd.DataFrame([
+        {"checkpoint": "cvt", "variant": "vitviz_cvt_32", "family": "CvT", "path": "c"},
+        {"checkpoint": "fnet", "variant": "vitviz_fnet_32", "family": "FNet", "path": "f"},
+        {"checkpoint": "lin", "variant": "vitviz_vit_linformer_32", "family": "ViT", "path": "l"},
+        {"checkpoint": "soft", "variant": "vitviz_vit_softmax_32", "family": "ViT", "path": "s"},
+        {"checkpoint": "x", "variant": "vitviz_xcit_n12_p4_32_sne", "family": "XCiT", "path": "x"},
+    ])
+    assert preferred_defaults(table) == ["x", "s"]
+    assert preferred_defaults(table, 4) == ["x", "s", "c", "f"]
+    assert preferred_defaults(table.iloc[:0]) == []
+
+
+def test_cvt_rollout_view_falls_back_to_the_class_token_map():
+    import timm
+    import torch
+    from vitviz.inspect import capture
+    from vitviz.inspect.compare_views import CAPTURE_WANT, VIEWS, attention_view
+    from tiny import tiny_kwargs
+    model = timm.create_model("vitviz_cvt_32", num_classes=10, **tiny_kwargs("vitviz_cvt_32"))
+    art = capture(model, torch.randn(1, 3, 32, 32), want=CAPTURE_WANT)
+    heat, note = attention_view(art, VIEWS[0])
+    assert heat is not None and heat.shape == art["grids"][-1]["k"] and "strided" in note

@@ -10,7 +10,7 @@ import torch
 
 from .attention_views import attention_source, class_attention_heats, query_heat, rollout_heat
 
-__all__ = ["VIEWS", "CAPTURE_WANT", "attention_view", "top_predictions"]
+__all__ = ["VIEWS", "CAPTURE_WANT", "attention_view", "preferred_defaults", "top_predictions"]
 
 VIEWS = ("attention rollout / class attention", "last-layer attention (class token)", "saliency")
 CAPTURE_WANT = ("attention", "implied_attention", "projected_attention", "class_attention", "grids")
@@ -23,8 +23,8 @@ def _approx(key: str) -> str:
 def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
     """The heat of an attention view (one of the first two `VIEWS`) and a caption.
 
-    Rollout: attention rollout of the token maps read at the class token; for XCiT (no token attention
-    map) the class attention, averaged over heads and class-attention blocks. Last layer: the class
+    Rollout: attention rollout of the token maps read at the class token (CvT, whose keys are strided, falls
+    back to the last layer's class-token map); for XCiT (no token attention map) the class attention, averaged over heads and class-attention blocks. Last layer: the class
     token's attention in the last token-attention layer (head mean); for XCiT the last class-attention
     block. Models without attention maps (FNet, Mixer, Linformer's projected keys) give None and why.
     """
@@ -36,9 +36,12 @@ def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
         key, maps, grids, _ = source
         if rollout:
             heat = rollout_heat(maps, grids)
-            if heat is None:
-                return None, "Rollout needs square maps over the same tokens in every layer (not the case here)."
-            return heat, "attention rollout" + _approx(key)
+            if heat is not None:
+                return heat, "attention rollout" + _approx(key)
+            if grids[-1]["cls"]:  # CvT: strided keys, no rollout; its last stage has a class token
+                return (query_heat(maps[-1][0], grids[-1], 0), "no rollout over strided keys: class token, "
+                        "last layer, head mean" + _approx(key))
+            return None, "Rollout needs square maps over the same tokens in every layer (not the case here)."
         if not grids[-1]["cls"]:
             return None, "The last attention layer has no class token."
         return query_heat(maps[-1][0], grids[-1], 0), "class token, last layer, head mean" + _approx(key)
@@ -50,6 +53,24 @@ def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
     if source is not None:
         return None, "Linformer attends to k projected keys, which have no place on the image."
     return None, "This model has no token attention (it mixes tokens another way)."
+
+
+def preferred_defaults(table, count: int = 2) -> list[str]:
+    """Checkpoint paths to preselect for comparison: one per family, attention models first (XCiT, ViT, CvT)."""
+    if table is None or len(table) == 0:
+        return []
+    order = {"XCiT": 0, "ViT": 1, "CvT": 2}
+    inexact = ("linformer", "performer", "nystrom")  # exact softmax maps first within a family
+
+    def rank(r):
+        return order.get(r.get("family"), 9), any(k in str(r["variant"]) for k in inexact), str(r["checkpoint"])
+    rows = sorted(table.to_dict("records"), key=rank)
+    picked, families = [], set()
+    for row in rows:
+        if row.get("family") not in families:
+            picked.append(row["path"])
+            families.add(row.get("family"))
+    return picked[:count]
 
 
 def top_predictions(logits, classes, k: int = 3) -> list[tuple[str, float]]:
