@@ -28,7 +28,8 @@ from vitviz.checkpoints import read_meta  # noqa: E402
 meta = read_meta(row["path"])
 options = finetune_datasets(meta)
 labels = [o["label"] + ("" if o["available"] else " — not downloaded") for o in options]
-picked = options[labels.index(st.selectbox("Dataset", labels, key="ft_dataset"))]
+first_available = next((i for i, o in enumerate(options) if o["available"]), 0)
+picked = options[labels.index(st.selectbox("Dataset", labels, index=first_available, key="ft_dataset"))]
 if not picked["available"]:
     info = DATASETS[picked["dataset"]]
     st.warning(f"{info.title} is not in the data directory.")
