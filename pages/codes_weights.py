@@ -65,7 +65,8 @@ st.header("Q/K/V weights across XCiT variants")
 if table.empty or not table.apply(is_xcit, axis=1).any():
     st.info("No XCiT checkpoint found; the Q/K/V embedding variants (linear, SNE, P-SNE, F-SNE) are XCiT's.")
     st.stop()
-chosen = choose_checkpoints("XCiT checkpoints", key="cw_checkpoints", min_count=1, max_count=4, where=is_xcit)
+chosen = choose_checkpoints("XCiT checkpoints", key="cw_checkpoints", min_count=1, max_count=4, where=is_xcit,
+                            default=list(table[table.apply(is_xcit, axis=1)]["path"])[:4])
 names = {path: Path(path).stem for path, _, _ in chosen}
 variants = {Path(path).stem: meta["variant"] for path, _, meta in chosen}
 stats = {names[p]: weight_table(p) for p in names}

@@ -131,7 +131,11 @@ def test_codes_section_and_drift_from_parent(with_child):
 def test_weights_statistic_checkpoints_block_change_the_plots(app_env):
     at = run_page("codes_weights")
     ms = at.multiselect(key="cw_checkpoints")
-    assert len(ms.value) == 1 and all("xcit" in o for o in ms.options)
+    assert len(ms.value) == 2 and all("xcit" in o for o in ms.options)  # every XCiT checkpoint preselected
+    ms.unselect(ms.value[1]).run()
+    ok(at)
+    ms = at.multiselect(key="cw_checkpoints")
+    assert len(ms.value) == 1
     stat_before = specs(at)[2]
     n_lines = len(trace_names(stat_before))
 

@@ -20,7 +20,8 @@ PAGE_LIST = [  # (file, title, icon)
 
 
 def run_app() -> None:
-    """Navigation over pages/, the sidebar, and the chosen page."""
+    """Page config, navigation over pages/, the sidebar, and the chosen page."""
+    st.set_page_config(page_title="vitviz", layout="wide")
     from .state import device_label
     page = st.navigation([st.Page(PAGES / f, title=t, icon=i, default=(f == "zoo.py"))
                           for f, t, i in PAGE_LIST if (PAGES / f).exists()])
