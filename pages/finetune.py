@@ -1,6 +1,4 @@
 """Fine-tune: start a background job on a checkpoint + dataset, watch it live, cancel it, compare it with its parent."""
-import time
-
 import pandas as pd
 import streamlit as st
 

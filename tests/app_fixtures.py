@@ -3,15 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
+
+from streamlit.testing.v1 import AppTest
 
 from vitviz import checkpoints
 from vitviz.data import DATASETS, load_dataset
 from vitviz.train import evaluate
 
 from tiny import tiny_kwargs
+
+TIMEOUT = 120
+APP = Path(__file__).resolve().parents[1] / "app.py"
 
 APP_VARIANTS = {
     "tiny_xcit_fsne": ("vitviz_xcit_n12_p4_32_fsne", {}),
@@ -37,3 +41,12 @@ def write_tiny_checkpoints(directory: Path) -> list[Path]:
                     train_config={"epochs_done": 0, "seconds": 0.0, "device": "CPU"}, parent=None)
         paths.append(checkpoints.save(model, directory / stem, meta))
     return paths
+
+
+def run_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    if page != "Zoo":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -17,3 +17,20 @@ def cifar10_mini() -> Path:
     if not (CIFAR10_MINI / "cifar-10-batches-py" / "batches.meta").exists():
         pytest.skip(f"real data not present at {CIFAR10_MINI}")
     return CIFAR10_MINI
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory):
+    """Tiny checkpoints (evaluated on the digits) for the app tests, written once per session."""
+    from app_fixtures import write_tiny_checkpoints
+    directory = tmp_path_factory.mktemp("app_checkpoints")
+    write_tiny_checkpoints(directory)
+    return directory
+
+
+@pytest.fixture
+def app_env(checkpoint_dir, monkeypatch, tmp_path):
+    """The app sees the tiny checkpoints and an empty data directory."""
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(checkpoint_dir))
+    monkeypatch.setenv("VITVIZ_DATA_DIR", str(tmp_path / "data"))
+    return checkpoint_dir

@@ -177,7 +177,7 @@ def test_weight_stats_columns_and_values(models):
     assert row["mean"] == pytest.approx(float(w.mean()))
     assert row["std"] == pytest.approx(float(w.std(correction=0)))
     assert row.stable_rank == pytest.approx(row.fro_norm ** 2 / row.spectral_norm ** 2)
-    assert 1.0 <= row.effective_rank <= DIM
+    assert row.effective_rank >= 1.0 and row.effective_rank <= DIM
     assert row.effective_rank == pytest.approx(effective_rank(w))
 
 

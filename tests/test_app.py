@@ -1,36 +1,7 @@
 """Streamlit AppTest: every page renders on tiny checkpoints, and its main widgets change what is shown."""
 import pytest
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
-
-from app_fixtures import APP_VARIANTS, write_tiny_checkpoints
-
-TIMEOUT = 120
-APP = Path(__file__).resolve().parents[1] / "app.py"
-
-
-@pytest.fixture(scope="session")
-def checkpoint_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("app_checkpoints")
-    write_tiny_checkpoints(directory)
-    return directory
-
-
-@pytest.fixture
-def app_env(checkpoint_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(checkpoint_dir))
-    monkeypatch.setenv("VITVIZ_DATA_DIR", str(tmp_path / "data"))
-    return checkpoint_dir
-
-
-def run_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    if page != "Zoo":
-        at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from app_fixtures import APP_VARIANTS, run_page
 
 
 def test_zoo_lists_checkpoints_and_catalog(app_env):

@@ -3,7 +3,7 @@ import time
 
 from vitviz.train.jobs import JobStore
 
-from test_app import app_env, checkpoint_dir, run_page  # noqa: F401
+from app_fixtures import run_page
 
 
 def test_finetune_page_starts_a_job_that_finishes(app_env, tmp_path, monkeypatch):

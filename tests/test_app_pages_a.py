@@ -9,7 +9,7 @@ import torch
 from vitviz import checkpoints
 from vitviz.layers.qkv_embedding import FullySharedQKV
 
-from test_app import app_env, checkpoint_dir, run_page  # noqa: F401
+from app_fixtures import run_page
 
 
 def specs(at):

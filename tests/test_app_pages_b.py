@@ -9,7 +9,7 @@ from vitviz import checkpoints
 from vitviz.data import DATASETS, load_dataset
 from vitviz.train import evaluate
 
-from test_app import APP, TIMEOUT, app_env, checkpoint_dir, run_page  # noqa: F401
+from app_fixtures import APP, TIMEOUT, run_page
 
 
 def charts(at, key_part: str = "") -> dict:
