@@ -22,6 +22,8 @@ import contextlib
 import torch
 from torch import nn
 
+from .exclusive import exclusive
+
 METHODS = {
     "integrated_gradients": "Integrated Gradients: gradients averaged along the straight path from a "
                             "baseline to the image, times (image - baseline); signed, sums to the logit change",
@@ -35,18 +37,19 @@ METHODS = {
 def frozen_eval(model: nn.Module):
     """Eval mode and frozen parameters inside; each module's `training` and each parameter's
     `requires_grad` flag restored on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    with exclusive(model):  # another thread must not see (or restore) these flags meanwhile
+        modes = [(m, m.training) for m in model.modules()]
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield model
+        finally:
+            for m, training in modes:
+                m.training = training
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 def _check_method(method: str) -> None:

@@ -28,7 +28,6 @@ Artifacts (keys are absent where the variant has no such thing):
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -41,6 +40,7 @@ from ..layers.qkv_embedding import FullySharedQKV
 from ..models.cvt import ConvAttention
 from ..models.xcit import EmbeddedClassAttention
 from .codes import qkv_codes
+from .exclusive import eval_mode
 
 ARTIFACTS = ("logits", "attention", "implied_attention", "projected_attention", "grids", "xca", "temperatures",
              "class_attention", "qkv", "codes", "token_mixing")
@@ -225,17 +225,6 @@ class _Recorder:
             self.data["grids"] = [{"q": _token_grid(model), "k": _token_grid(model), "cls": False}]
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in was_training:
-            module.training = mode
-
-
 def capture(model: nn.Module, images: torch.Tensor, want: str | Iterable[str] | None = None, *,
             max_implied_tokens: int = 1024) -> Artifacts:
     """Run `model` on normalised `images` (B, 3, H, W) once and return the artifacts in `want`.
@@ -247,12 +236,14 @@ def capture(model: nn.Module, images: torch.Tensor, want: str | Iterable[str] | 
     want = _want(want)
     device = next(model.parameters()).device
     recorder = _Recorder(model, want, max_implied_tokens)
-    try:
-        recorder.install()
-        with _eval_mode(model), torch.no_grad():
-            logits = model(images.to(device))
-    finally:
-        recorder.close()
+    # hooks and flags live on the (possibly shared) model: one capture at a time per model
+    with eval_mode(model):
+        try:
+            recorder.install()
+            with torch.no_grad():
+                logits = model(images.to(device))
+        finally:
+            recorder.close()
     data = {k: v for k, v in recorder.data.items() if k in want or k == "block_names"}
     data["logits"] = logits.detach().float().cpu()
     notes = recorder.notes

@@ -8,7 +8,6 @@ device (the CPU fused kernel has no FLOP formula of its own).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import statistics
@@ -22,19 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers.attention import SoftmaxKernel, make_kernel
 from ..train.device import resolve_device
+from .exclusive import eval_mode
 
 SCALING_KINDS = ("softmax_explicit", "softmax_fused", "performer", "linformer", "nystrom", "xca")
-
-
-@contextlib.contextmanager
-def _eval(model: nn.Module):
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -58,7 +47,7 @@ def model_cost(model: nn.Module, img_size, batch_size: int = 1, in_chans: int = 
     parameter (trainable or not); `flops` is for the whole batch."""
     h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     x = torch.randn(batch_size, in_chans, h, w, device=_device_of(model))
-    with _eval(model):
+    with eval_mode(model):
         flops = count_flops(model, x)
     return dict(params=sum(p.numel() for p in model.parameters()), flops=flops,
                 flops_per_image=flops // batch_size, batch_size=batch_size, img_size=(h, w))
@@ -82,7 +71,7 @@ def time_forward(model: nn.Module, x: torch.Tensor, warmup: int = 2, repeats: in
         raise ValueError("repeats must be at least 1")
     device = x.device
     times = []
-    with _eval(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for _ in range(warmup):
             model(x)
         _sync(device)

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .exclusive import eval_mode
+
 PROJECTION_METHODS = ("pca", "tsne")
 
 
@@ -35,17 +37,12 @@ def features(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> t
         device = next(model.parameters()).device
     except StopIteration:
         device = images.device
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        out = []
+    out = []
+    with eval_mode(model):
         for i in range(0, images.shape[0], batch_size):
             x = images[i:i + batch_size].to(device)
             f = model.forward_head(model.forward_features(x), pre_logits=True)
             out.append(f.reshape(f.shape[0], -1).float().cpu())
-    finally:
-        for m, training in modes:
-            m.training = training
     if not out:
         raise ValueError("no images given")
     return torch.cat(out)
