@@ -10,8 +10,9 @@ from tiny import tiny_kwargs
 import vitviz  # noqa: F401  (registers the variants)
 from vitviz.inspect.codes import code_drift, code_similarity, qkv_codes
 from vitviz.inspect.rollout import attention_rollout, cls_rollout_map, upsample_map
-from vitviz.inspect.weights import (effective_rank, linear_cka, pathway_similarity, qkv_pathways, singular_values,
-                                    stable_rank, weight_histograms, weight_stats)
+from vitviz.inspect.pathways import linear_cka
+from vitviz.inspect.weights import (effective_rank, qkv_pathways, singular_values, stable_rank, weight_histograms,
+                                    weight_overlap, weight_stats)
 
 PREFIX = "vitviz_xcit_n12_p4_32_"
 DEPTH = tiny_kwargs(PREFIX)["depth"]
@@ -41,14 +42,15 @@ def _random_attention(blocks=3, batch=2, heads=3, tokens=5, seed=0):
 def test_rollout_of_identity_attention_is_identity(fusion, discard):
     eye = torch.eye(6).expand(2, 4, 6, 6)
     for residual in (True, False):
-        r = attention_rollout([eye, eye, eye], head_fusion=fusion, discard_ratio=discard, residual=residual)
+        r = attention_rollout([eye, eye, eye], head_fusion=fusion, discard_ratio=discard, residual=residual,
+                              tokens=6)
         assert r.shape == (2, 6, 6)
         torch.testing.assert_close(r, torch.eye(6).expand(2, 6, 6))
 
 
 @pytest.mark.parametrize("fusion", ["mean", "min", "max"])
 def test_rollout_rows_are_stochastic(fusion):
-    r = attention_rollout(_random_attention(), head_fusion=fusion)
+    r = attention_rollout(_random_attention(), head_fusion=fusion, tokens=5)
     assert r.shape == (2, 5, 5)
     assert (r >= 0).all()
     torch.testing.assert_close(r.sum(-1), torch.ones(2, 5, dtype=r.dtype))
@@ -56,13 +58,13 @@ def test_rollout_rows_are_stochastic(fusion):
 
 def test_rollout_multiplies_later_blocks_on_the_left():
     attn = _random_attention(blocks=3, heads=1)
-    r = attention_rollout(attn, residual=False)
+    r = attention_rollout(attn, residual=False, tokens=5)
     a1, a2, a3 = (a[:, 0] for a in attn)
     torch.testing.assert_close(r, a3 @ a2 @ a1)
     assert not torch.allclose(r, a1 @ a2 @ a3)  # the order matters for these matrices
     eye = torch.eye(5, dtype=torch.float64)
     res = [0.5 * a + 0.5 * eye for a in (a1, a2, a3)]
-    torch.testing.assert_close(attention_rollout(attn), res[2] @ res[1] @ res[0])
+    torch.testing.assert_close(attention_rollout(attn, tokens=5), res[2] @ res[1] @ res[0])
 
 
 def test_head_fusion_modes_differ_and_match_their_definition():
@@ -70,44 +72,44 @@ def test_head_fusion_modes_differ_and_match_their_definition():
     for fusion, fn in (("mean", lambda a: a.mean(1)), ("min", lambda a: a.amin(1)), ("max", lambda a: a.amax(1))):
         fused = fn(attn[0])
         expected = fused / fused.sum(-1, keepdim=True)
-        torch.testing.assert_close(attention_rollout(attn, head_fusion=fusion, residual=False), expected)
+        torch.testing.assert_close(attention_rollout(attn, head_fusion=fusion, residual=False, tokens=5), expected)
     with pytest.raises(ValueError, match="head_fusion"):
-        attention_rollout(attn, head_fusion="median")
+        attention_rollout(attn, head_fusion="median", tokens=5)
 
 
 @pytest.mark.parametrize("residual", [True, False])
 def test_discard_zeroes_entries_and_keeps_rows_stochastic(residual):
     attn = _random_attention(blocks=1, heads=2, tokens=6)
-    r = attention_rollout(attn, discard_ratio=0.5, residual=residual)
+    r = attention_rollout(attn, discard_ratio=0.5, residual=residual, tokens=6)
     torch.testing.assert_close(r.sum(-1), torch.ones(2, 6, dtype=r.dtype))
     off_diag = ~torch.eye(6, dtype=torch.bool)
     # half of the 30 off-diagonal entries per sample are gone; the diagonal is never discarded
     assert ((r == 0) & off_diag).sum(dim=(1, 2)).tolist() == [15, 15]
     assert (torch.diagonal(r, dim1=-2, dim2=-1) > 0).all()
-    kept = attention_rollout(attn, discard_ratio=0.0, residual=residual)
+    kept = attention_rollout(attn, discard_ratio=0.0, residual=residual, tokens=6)
     assert ((kept == 0) & off_diag).sum() == 0
 
 
 def test_rollout_treats_samples_independently():
     attn = _random_attention(blocks=3, batch=2, heads=2, tokens=5, seed=3)
-    together = attention_rollout(attn, head_fusion="max", discard_ratio=0.4)
+    together = attention_rollout(attn, head_fusion="max", discard_ratio=0.4, tokens=5)
     for b in range(2):
-        alone = attention_rollout([a[b:b + 1] for a in attn], head_fusion="max", discard_ratio=0.4)
+        alone = attention_rollout([a[b:b + 1] for a in attn], head_fusion="max", discard_ratio=0.4, tokens=5)
         torch.testing.assert_close(together[b:b + 1], alone)
     assert not torch.allclose(together[0], together[1])
 
 
 def test_rollout_rejects_non_square_and_empty():
     with pytest.raises(ValueError, match=r"\(2, 4, 1, 17\)"):
-        attention_rollout([torch.rand(2, 4, 1, 17)])
+        attention_rollout([torch.rand(2, 4, 1, 17)], tokens=17)
     with pytest.raises(ValueError, match="square"):
-        attention_rollout([torch.rand(4, 5, 5)])
+        attention_rollout([torch.rand(4, 5, 5)], tokens=5)
     with pytest.raises(ValueError):
-        attention_rollout([])
+        attention_rollout([], tokens=5)
 
 
 def test_cls_rollout_map_and_upsample():
-    r = attention_rollout(_random_attention(blocks=2, batch=2, tokens=17))
+    r = attention_rollout(_random_attention(blocks=2, batch=2, tokens=17), tokens=17)
     m = cls_rollout_map(r, grid=(4, 4))
     assert m.shape == (2, 4, 4)
     torch.testing.assert_close(m.reshape(2, -1), r[:, 0, 1:])
@@ -209,32 +211,21 @@ def test_linear_cka_properties():
         linear_cka(x, y[:10])
 
 
-def test_pathway_similarity(models):
+def test_weight_overlap(models):
     model = models["linear"]
-    plain = pathway_similarity(model)
+    plain = weight_overlap(model)
+    assert list(plain.columns) == ["block", "module", "kind", "class_attention", "pair", "shared_fraction", "cosine",
+                                   "cosine_unshared"]
     assert len(plain) == DEPTH * 3 and set(plain.pair) == {"q-k", "q-v", "k-v"}
-    assert plain.cka.isna().all()
     w = model.blocks[0].attn.qkv.weight.detach().double()
     wq, wk = w[:DIM].flatten(), w[DIM:2 * DIM].flatten()
     row = plain[(plain.block == 0) & (plain.pair == "q-k")].iloc[0]
     assert row.cosine == pytest.approx(float(wq @ wk / (wq.norm() * wk.norm())))
-
-    g = torch.Generator().manual_seed(1)
-    tokens = [torch.randn(2, 16, DIM, generator=g) for _ in range(DEPTH)]
-    sim = pathway_similarity(model, tokens)
-    qkv = model.blocks[1].attn.qkv
-    with torch.no_grad():
-        out = qkv(tokens[1]).reshape(-1, 3 * DIM)
-    expected = linear_cka(out[:, :DIM], out[:, 2 * DIM:])
-    got = sim[(sim.block == 1) & (sim.pair == "q-v")].cka.iloc[0]
-    assert got == pytest.approx(expected)
-    assert sim.cka.between(0, 1).all()
-
-    fsne = pathway_similarity(models["fsne"], [torch.randn(2, 16, DIM, generator=g) for _ in range(DEPTH)])
-    assert np.allclose(fsne.cosine, 1.0) and fsne.cosine_unshared.isna().all()
-    assert (fsne.cka < 1 - 1e-6).all()  # the codes make the pathways differ in function
-    with pytest.raises(ValueError, match="per block"):
-        pathway_similarity(model, tokens[:1])
+    assert row.cosine_unshared == pytest.approx(row.cosine) and row.shared_fraction == 0.0
+    fsne = weight_overlap(models["fsne"])
+    assert np.allclose(fsne.cosine, 1.0) and fsne.cosine_unshared.isna().all() and (fsne.shared_fraction == 1).all()
+    psne = weight_overlap(models["psne"])
+    assert (psne.shared_fraction == 0.5).all() and (psne.cosine > psne.cosine_unshared).all()
 
 
 def test_weight_histograms_share_edges(models):

@@ -6,10 +6,10 @@ import timm
 import torch
 
 import vitviz  # noqa: F401  (registers the variants)
-from vitviz.inspect import capture, pathway_similarity, qkv_pathways, weight_stats
+from vitviz.inspect import capture, qkv_pathways, weight_overlap, weight_stats
 from vitviz.inspect.compare_views import VIEWS, attention_view, top_predictions
-from vitviz.inspect.compare_weights import (SHARED_PATHWAY, STATISTICS, block_count, block_spectra, block_values,
-                                            combine, similarity_long, stat_lines)
+from vitviz.inspect.compare_weights import (SHARED_PATHWAY, STATISTIC_HELP, STATISTICS, block_count, block_spectra,
+                                            block_values, combine, overlap_long, stat_lines)
 from vitviz.inspect.cross_covariance import temperature_table, xca_matrices
 
 from tiny import tiny_kwargs
@@ -47,6 +47,7 @@ def test_stat_lines_counts_shared_layers_once(models):
     with pytest.raises(ValueError, match="unknown statistic"):
         stat_lines(stats, "mean")
     assert set(STATISTICS) <= set(stats["lin"].columns)
+    assert set(STATISTIC_HELP) == set(STATISTICS) and all("=" in text for text in STATISTIC_HELP.values())
 
 
 def test_block_spectra_and_values(models):
@@ -66,9 +67,10 @@ def test_block_spectra_and_values(models):
         block_values(weights, 0, "x")
 
 
-def test_similarity_long_drops_unknown_cka(models):
-    table = similarity_long({name: pathway_similarity(m) for name, m in models.items()})
-    assert list(table.columns) == ["checkpoint", "kind", "block", "pair", "cosine", "cosine_unshared"]
+def test_overlap_long(models):
+    table = overlap_long({name: weight_overlap(m) for name, m in models.items()})
+    assert list(table.columns) == ["checkpoint", "kind", "block", "pair", "shared_fraction", "cosine",
+                                   "cosine_unshared"]
     assert np.allclose(table[table["checkpoint"] == "fsne"]["cosine"], 1.0)
     assert table[table["checkpoint"] == "fsne"]["cosine_unshared"].isna().all()
 

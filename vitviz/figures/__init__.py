@@ -7,7 +7,8 @@ are never modified. Malformed shapes raise ValueError saying what was expected.
 
 Modules: `attention` (attention maps), `images` (overlays, attributions, thumbnails),
 `matrices` (per-head matrices, similarity, codes, confusion), `stats` (spectra, per-block
-statistics, histograms, per-class comparisons, projections), `efficiency` (cost curves).
+statistics, histograms, per-class comparisons, projections), `pathways` (Q/K/V pathway CKA),
+`efficiency` (cost curves).
 """
 from ._common import as_numpy, normalize01, upsample_heat
 from .attention import attention_grid, query_maps
@@ -15,6 +16,7 @@ from .efficiency import efficiency_curves
 from .images import attention_overlay, attribution_grid, image_grid, overlay_heat, overlay_row
 from .matrices import (code_similarity_grid, codes_heatmap, confusion_heatmap, matrix_grid,
                        similarity_heatmap)
+from .pathways import cka_by_depth, cka_grid
 from .stats import (PER_CLASS_COLUMNS, difference_bars, histogram_overlay, per_class_bars,
                     projection_scatter, spectrum_plot, stat_by_block)
 
@@ -26,5 +28,5 @@ __all__ = [
     "confusion_heatmap",
     "spectrum_plot", "stat_by_block", "histogram_overlay", "per_class_bars",
     "difference_bars", "projection_scatter", "PER_CLASS_COLUMNS",
-    "efficiency_curves",
+    "efficiency_curves", "cka_by_depth", "cka_grid",
 ]

@@ -3,8 +3,9 @@
 - `capture(model, images, want=...)`: named artifacts (logits, attention maps, implied/projected maps,
   XCA matrices, class attention, Q/K/V, F-SNE codes, token mixing) via hooks.
 - rollout: `attention_rollout`, `cls_rollout_map`, `upsample_map`.
-- codes: `qkv_codes`, `code_similarity`, `code_drift`.
-- weights: `qkv_pathways`, `weight_stats`, `pathway_similarity`, `weight_histograms`, `linear_cka`.
+- codes: `qkv_codes`, `code_contributions`, `code_similarity`, `code_drift`.
+- weights: `qkv_pathways`, `weight_stats`, `weight_overlap`, `weight_histograms`.
+- pathways: `pathway_cka`, `pathway_drift` (what q, k, v compute, on real images), `linear_cka`.
 - attributions (captum): `attribute`, `to_heatmap`, `ATTRIBUTION_METHODS`.
 - projections (scikit-learn): `features`, `project`, `Projection`.
 - efficiency: `model_cost`, `time_forward`, `attention_scaling`.
@@ -14,9 +15,10 @@ Attributions, projections and efficiency load on first use (captum and scikit-le
 import importlib
 
 from .capture import ARTIFACTS, Artifacts, capture
-from .codes import code_drift, code_similarity, qkv_codes
+from .codes import code_contributions, code_drift, code_similarity, qkv_codes
 from .rollout import attention_rollout, cls_rollout_map, upsample_map
-from .weights import linear_cka, pathway_similarity, qkv_pathways, weight_histograms, weight_stats
+from .pathways import linear_cka, pathway_cka, pathway_drift
+from .weights import qkv_pathways, weight_histograms, weight_overlap, weight_stats
 
 _LAZY = {"attribute": ("attributions", "attribute"), "to_heatmap": ("attributions", "to_heatmap"),
          "ATTRIBUTION_METHODS": ("attributions", "METHODS"), "features": ("projections", "features"),
@@ -33,5 +35,5 @@ def __getattr__(name):
 
 
 __all__ = ["capture", "Artifacts", "ARTIFACTS", "attention_rollout", "cls_rollout_map", "upsample_map",
-           "qkv_codes", "code_similarity", "code_drift", "qkv_pathways", "weight_stats", "pathway_similarity",
-           "weight_histograms", "linear_cka", *_LAZY]
+           "qkv_codes", "code_contributions", "code_similarity", "code_drift", "qkv_pathways", "weight_stats",
+           "weight_overlap", "weight_histograms", "linear_cka", "pathway_cka", "pathway_drift", *_LAZY]

@@ -1,5 +1,12 @@
 """F-SNE codes: the trainable per-block vectors c_q, c_k, c_v that tell the one shared Q/K/V MLP
-which pathway to produce (`vitviz.layers.qkv_embedding.FullySharedQKV.codes`, shape (3, code_length))."""
+which pathway to produce (`vitviz.layers.qkv_embedding.FullySharedQKV.codes`, shape (3, code_length)).
+
+The raw codes depend on their basis: any invertible map R applied to the codes and undone in the layer
+that reads them (c -> R c, W_c -> W_c R⁻¹) changes them, their cosines and their drift, but not the
+network. The network sees a code only through that layer, so `code_contributions` describes the codes
+as the first layer of the shared MLP receives them (per `code_mode`, see `CODE_CONTRIBUTION`); that is
+the view to compare pathways with. `qkv_codes` gives the raw vectors.
+"""
 from __future__ import annotations
 
 import math
@@ -11,7 +18,15 @@ from torch import nn
 
 from ..layers.qkv_embedding import PATHWAYS, FullySharedQKV
 
-__all__ = ["fsne_modules", "qkv_codes", "code_similarity", "code_drift"]
+__all__ = ["fsne_modules", "qkv_codes", "CODE_CONTRIBUTION", "code_contributions", "code_contribution_label",
+           "code_similarity", "code_drift"]
+
+# what `code_contributions` returns per code_mode: (without the shared bias, with it)
+CODE_CONTRIBUTION = {
+    "concat": ("W_c c_t", "W_c c_t + b"),   # fc1 = [W_x | W_c]: pre-activation W_x x + W_c c_t + b
+    "add": ("W c_t", "W c_t + b"),          # fc1(x + c_t) = W x + W c_t + b
+    "gate": ("W_g c_t", "σ(W_g c_t + b_g)"),  # hidden ReLU(fc1 x) multiplied by the gate σ(W_g c_t + b_g)
+}
 
 
 def fsne_modules(model: nn.Module) -> list[tuple[str, FullySharedQKV]]:
@@ -38,6 +53,49 @@ def qkv_codes(model: nn.Module) -> torch.Tensor:
     if len(lengths) > 1:
         raise ValueError(f"F-SNE code lengths differ between blocks ({sorted(lengths)}); cannot stack them")
     return torch.stack([m.codes.detach().to("cpu", torch.float32).clone() for _, m in modules])
+
+
+def _contribution(module: FullySharedQKV, include_bias: bool) -> torch.Tensor:
+    codes = module.codes.detach().double()
+    if module.code_mode == "concat":
+        layer, weight = module.fc1, module.fc1.weight[:, module.dim:]
+    elif module.code_mode == "add":
+        layer, weight = module.fc1, module.fc1.weight
+    else:
+        layer, weight = module.gate, module.gate.weight
+    out = codes @ weight.detach().double().t()  # (3, hidden)
+    if include_bias and layer.bias is not None:
+        out = out + layer.bias.detach().double()
+    if include_bias and module.code_mode == "gate":
+        out = torch.sigmoid(out)
+    return out.to("cpu", torch.float32)
+
+
+def code_contributions(model: nn.Module, include_bias: bool = False) -> torch.Tensor:
+    """The codes as the network sees them: what each code adds to (or, for "gate", multiplies into) the
+    hidden units of the shared MLP's first layer, stacked to (blocks, 3, hidden), rows q, k, v.
+
+    Per code_mode (F-SNE blocks in forward order, as `qkv_codes`):
+      concat  W_c c_t, the code columns W_c of fc1 = [W_x | W_c] times the code; include_bias: W_c c_t + b
+      add     W c_t (fc1(x + c_t) = W x + W c_t + b); include_bias: W c_t + b
+      gate    W_g c_t, the code's part of the gate's pre-activation; include_bias: the gate σ(W_g c_t + b_g)
+              itself, which multiplies the hidden units ReLU(fc1 x)
+    The bias b is the same for q, k and v: without it the vectors differ only where the pathways differ;
+    with it they are the whole per-pathway input of the hidden units (and look more alike, e.g. a cosine
+    of about 0.5 at initialisation for orthonormal codes). Unlike the raw codes, these do not depend on
+    the codes' basis. Detached float32 on the CPU; ValueError as `qkv_codes`.
+    """
+    qkv_codes(model)  # the same checks and messages
+    out = [_contribution(m, include_bias) for _, m in fsne_modules(model)]
+    if len({t.shape for t in out}) > 1:
+        raise ValueError("F-SNE hidden widths differ between blocks; cannot stack their code contributions")
+    return torch.stack(out)
+
+
+def code_contribution_label(model: nn.Module, include_bias: bool = False) -> str:
+    """The formula `code_contributions` evaluates for this model, e.g. "W_c c_t" (concat)."""
+    modes = {m.code_mode for _, m in fsne_modules(model)}
+    return " / ".join(CODE_CONTRIBUTION[mode][int(bool(include_bias))] for mode in sorted(modes))
 
 
 def _codes(x) -> torch.Tensor:

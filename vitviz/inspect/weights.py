@@ -12,11 +12,13 @@ plus which of those layers all three pathways share:
 Separate q/k/v Linears (timm's class attention, CvT's proj_q/k/v) are reported like "linear".
 F-SNE's per-pathway code vectors are not weight matrices; see `vitviz.inspect.codes`.
 A shared layer appears once per pathway with identical numbers and `shared=True`.
+
+These describe parameters. `weight_overlap` says how much weight the pathways share; how alike they are
+in what they compute is `vitviz.inspect.pathways.pathway_cka` (on real images).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +28,7 @@ from torch import nn
 from ..layers.qkv_embedding import PATHWAYS, QKV_EMBEDDINGS
 
 __all__ = ["qkv_modules", "qkv_pathways", "singular_values", "effective_rank", "stable_rank", "weight_stats",
-           "linear_cka", "pathway_outputs", "pathway_similarity", "weight_histograms"]
+           "weight_overlap", "weight_histograms"]
 
 _KIND_OF = {cls: kind for kind, cls in QKV_EMBEDDINGS.items()}
 PAIRS = (("q", "k"), ("q", "v"), ("k", "v"))
@@ -190,44 +192,7 @@ def _matrix_stats(w: torch.Tensor) -> dict:
                 mean=float(m.mean()), std=float(m.std(correction=0)), effective_rank=erank, stable_rank=srank)
 
 
-# --------------------------------------------------------------------------- similarity
-
-def linear_cka(x, y) -> float:
-    """Linear CKA between feature matrices x (n, d1) and y (n, d2) over the same n examples
-    (Kornblith et al., ICML 2019): columns are centred, then ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F).
-
-    1 for identical representations; invariant to orthogonal transforms and isotropic scaling of
-    either side; NaN if either side is constant.
-    """
-    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
-    y = torch.as_tensor(y).detach().to("cpu", torch.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"linear_cka needs (n, d1) and (n, d2) with the same n, got {tuple(x.shape)} "
-                         f"and {tuple(y.shape)}")
-    x = x - x.mean(dim=0, keepdim=True)
-    y = y - y.mean(dim=0, keepdim=True)
-    denom = torch.linalg.norm(x.t() @ x) * torch.linalg.norm(y.t() @ y)
-    if denom <= 0:
-        return math.nan
-    return float(torch.linalg.norm(y.t() @ x) ** 2 / denom)
-
-
-def pathway_outputs(module: nn.Module, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """q, k, v of one Q/K/V embedding `module` (as returned by `qkv_modules`) on tokens (B, N, C),
-    each flattened to (B * N, C). Runs the real module, so biases, ReLUs and F-SNE codes count."""
-    param = next(module.parameters())
-    x = torch.as_tensor(tokens).detach().to(param.device, param.dtype)
-    if x.ndim != 3:
-        raise ValueError(f"tokens must be (B, N, C), got {tuple(x.shape)}")
-    with torch.no_grad():
-        linears = None if callable(getattr(module, "pathway_weights", None)) or isinstance(module, nn.Linear) \
-            else _separate_linears(module)
-        if linears is None:
-            parts = module(x).chunk(3, dim=-1)
-        else:
-            parts = tuple(layer(x) for layer in linears)
-    return {t: p.reshape(-1, p.shape[-1]).cpu() for t, p in zip(PATHWAYS, parts)}
-
+# --------------------------------------------------------------------------- weight overlap
 
 def _flat(entry: dict, t: str, unshared_only: bool) -> torch.Tensor | None:
     parts = [w.flatten() for layer, w in entry[t].items() if not (unshared_only and entry["shared"][layer])]
@@ -243,36 +208,36 @@ def _cosine(a: torch.Tensor | None, b: torch.Tensor | None) -> float:
     return float(a @ b / (na * nb))
 
 
-def pathway_similarity(model: nn.Module, tokens: Sequence[torch.Tensor | None] | None = None,
-                       include_class_attention: bool = False) -> pd.DataFrame:
-    """How alike the q, k and v pathways of each block are; one row per (block, pair) for the pairs
-    q-k, q-v, k-v.
+def _shared_fraction(entry: dict, t: str) -> float:
+    total = sum(w.numel() for w in entry[t].values())
+    shared = sum(w.numel() for layer, w in entry[t].items() if entry["shared"][layer])
+    return shared / total if total else math.nan
 
+
+def weight_overlap(model: nn.Module, include_class_attention: bool = False) -> pd.DataFrame:
+    """How much of their weights the q, k and v pathways of each block have in common; one row per
+    (block, pair) for the pairs q-k, q-v, k-v. This is about parameters, not function: for how alike
+    the pathways are in what they compute, see `vitviz.inspect.pathways.pathway_cka`.
+
+    shared_fraction: the fraction of a pathway's weight-matrix entries that q, k and v share (the same
+        tensor): 0 for linear and SNE, 1/2 for P-SNE at default widths (its first layer), 1 for F-SNE
+        (its pathways differ only by their codes, which are not weight matrices; biases not counted).
     cosine: cosine similarity of the flattened weights of the two pathways (all their layers,
-        concatenated in layer order). Shared layers are identical in both, so F-SNE gives exactly 1
-        and P-SNE is pulled towards 1: its weights alone cannot tell the pathways apart.
+        concatenated in layer order). Shared layers are identical in both, so F-SNE gives exactly 1 and
+        P-SNE is pulled towards 1; unshared random-like weights give about 0.
     cosine_unshared: the same over the non-shared layers only (NaN for F-SNE, where none are).
-    cka: linear CKA (`linear_cka`) between the two pathways' *outputs* on `tokens[block]`, the
-        (B, N, C) inputs of that block's Q/K/V embedding (i.e. after norm1), with the B * N tokens as
-        examples. This is a functional similarity and the one that separates F-SNE's pathways.
-        NaN where tokens are not given (tokens=None, or None for that block).
+
+    Neither cosine is invariant to re-parametrisations that leave the model's function unchanged:
+    permuting a pathway's hidden units, or rescaling q's channels (XCA normalises them away).
     """
-    entries = qkv_pathways(model, include_class_attention)
-    modules = qkv_modules(model, include_class_attention)
-    if tokens is not None and len(tokens) != len(entries):
-        raise ValueError(f"tokens must hold one (B, N, C) tensor (or None) per block: {len(entries)} blocks, "
-                         f"got {len(tokens)}")
     rows = []
-    for entry, (_, module, _) in zip(entries, modules):
-        outputs = None
-        if tokens is not None and tokens[entry["block"]] is not None:
-            outputs = pathway_outputs(module, tokens[entry["block"]])
+    for entry in qkv_pathways(model, include_class_attention):
         for a, b in PAIRS:
             rows.append(dict(block=entry["block"], module=entry["module"], kind=entry["kind"],
                              class_attention=entry["class_attention"], pair=f"{a}-{b}",
+                             shared_fraction=_shared_fraction(entry, a),
                              cosine=_cosine(_flat(entry, a, False), _flat(entry, b, False)),
-                             cosine_unshared=_cosine(_flat(entry, a, True), _flat(entry, b, True)),
-                             cka=linear_cka(outputs[a], outputs[b]) if outputs is not None else math.nan))
+                             cosine_unshared=_cosine(_flat(entry, a, True), _flat(entry, b, True))))
     return pd.DataFrame(rows)
 
 

@@ -1,7 +1,9 @@
-"""Cached per-checkpoint analyses for the pages (weight statistics, spectra inputs, F-SNE codes, saliency).
+"""Cached per-checkpoint analyses for the pages (weight statistics, spectra inputs, pathway CKA, F-SNE codes,
+saliency).
 
 Each result is cached with `st.cache_data`, keyed by checkpoint path and file modification time (and the
-image content where there is one); the model itself is passed as an unhashed `_model` argument.
+image content, or the image count and data directory, where images are involved); the model itself is
+passed as an unhashed `_model` argument.
 """
 from __future__ import annotations
 
@@ -11,8 +13,13 @@ import numpy as np
 import streamlit as st
 
 from .. import checkpoints
+from ..data import data_dir
 from ..data.images import to_input
-from ..inspect import attribute, code_similarity, pathway_similarity, qkv_codes, qkv_pathways, to_heatmap, weight_stats
+from ..inspect import (attribute, code_contributions, code_similarity, pathway_cka, pathway_drift, qkv_codes,
+                       qkv_pathways, to_heatmap, weight_overlap, weight_stats)
+from ..inspect.codes import code_contribution_label
+from ..inspect.compare_weights import drift_table as side_by_side, weight_drift
+from ..inspect.pathways import probe_images
 from .state import _mtime, checkpoint_dir, device, image_key, load_model
 
 
@@ -27,13 +34,33 @@ def _pathways(path: str, mtime: float, _model):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _similarity(path: str, mtime: float, _model):
-    return pathway_similarity(_model)
+def _overlap(path: str, mtime: float, _model):
+    return weight_overlap(_model)
+
+
+@st.cache_data(max_entries=32, show_spinner="Running the test images through the model ...")
+def _pathway_cka(path: str, mtime: float, count: int, data: str, _model, _meta):
+    images, source = probe_images(_meta, count)
+    return pathway_cka(_model, to_input(images, _meta["mean"], _meta["std"])), source
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the test images through both models ...")
+def _drift(path: str, mtime: float, parent: str, parent_mtime: float, count: int, data: str, _model, _meta,
+           _parent_model, _parent_meta):
+    images, source = probe_images(_meta, count)
+    function = pathway_drift(_parent_model, _model, to_input(images, _parent_meta["mean"], _parent_meta["std"]),
+                             to_input(images, _meta["mean"], _meta["std"]))
+    return side_by_side(function, weight_drift(qkv_pathways(_parent_model), qkv_pathways(_model))), source
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _codes(path: str, mtime: float, _model):
     return qkv_codes(_model).numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _contributions(path: str, mtime: float, include_bias: bool, _model):
+    return code_contributions(_model, include_bias).numpy(), code_contribution_label(_model, include_bias)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -52,9 +79,26 @@ def pathways(path):
     return _pathways(str(path), _mtime(path), load_model(path)[0])
 
 
-def similarity_table(path):
-    """`pathway_similarity` of a checkpoint's model (weights only: no CKA)."""
-    return _similarity(str(path), _mtime(path), load_model(path)[0])
+def overlap_table(path):
+    """`weight_overlap` of a checkpoint's model: shared fraction and cosines of the Q/K/V weights."""
+    return _overlap(str(path), _mtime(path), load_model(path)[0])
+
+
+def pathway_similarity(path, count: int = 128):
+    """(`PathwayCKA`, where the images come from) of a checkpoint on `count` of its test images
+    (`probe_images`: the digits when its test set is not on disk)."""
+    model, meta = load_model(path)
+    return _pathway_cka(str(path), _mtime(path), int(count), str(data_dir()), model, meta)
+
+
+def drift_table(path, parent, count: int = 128):
+    """(table, image source) of the drift of each pathway from `parent` to `path` on the child's test images:
+    block, pathway, function_cka (parent vs child outputs, `pathway_drift`), weight_relative_change and
+    weight_cosine (`weight_drift`), images."""
+    model, meta = load_model(path)
+    parent_model, parent_meta = load_model(parent)
+    return _drift(str(path), _mtime(path), str(parent), _mtime(parent), int(count), str(data_dir()), model, meta,
+                  parent_model, parent_meta)
 
 
 def fsne_codes(path) -> np.ndarray:
@@ -63,7 +107,19 @@ def fsne_codes(path) -> np.ndarray:
 
 
 def fsne_code_similarity(path) -> np.ndarray:
+    """Cosine similarity of the raw codes (blocks, 3, 3)."""
     return code_similarity(fsne_codes(path)).numpy()
+
+
+def fsne_code_contributions(path, include_bias: bool = False) -> tuple[np.ndarray, str]:
+    """(`code_contributions` (blocks, 3, hidden), its formula) of an F-SNE checkpoint: the codes as the shared
+    MLP's first layer receives them."""
+    return _contributions(str(path), _mtime(path), bool(include_bias), load_model(path)[0])
+
+
+def fsne_contribution_similarity(path, include_bias: bool = False) -> np.ndarray:
+    """Cosine similarity of the codes as the network sees them (blocks, 3, 3)."""
+    return code_similarity(fsne_code_contributions(path, include_bias)[0]).numpy()
 
 
 def saliency_heat(path, image: np.ndarray) -> np.ndarray:

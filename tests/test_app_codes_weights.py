@@ -1,0 +1,224 @@
+"""AppTests for the Q/K/V codes & weights page: pathway CKA first, weight overlap, statistics, drift, F-SNE codes."""
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vitviz import checkpoints
+from vitviz.layers.qkv_embedding import FullySharedQKV
+
+from app_fixtures import run_page
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def chart(at, key) -> dict:
+    """The plotly spec of the chart with widget key `key`."""
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(found) == 1, f"no single chart {key!r}"
+    return json.loads(found[0].proto.spec)
+
+
+def text(spec: dict) -> str:
+    return json.dumps(spec, ensure_ascii=False)
+
+
+def numbers(field) -> np.ndarray:
+    """A plotly array field as floats: plain lists, or plotly's typed arrays {"dtype", "bdata"[, "shape"]}."""
+    if isinstance(field, dict):
+        flat = np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"]).astype(float)
+        shape = field.get("shape")
+        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
+    return np.array(field, dtype=float)
+
+
+def trace_names(spec: dict) -> list:
+    return [t.get("name") for t in spec["data"]]
+
+
+def table(at, first_columns) -> "pd.DataFrame":  # noqa: F821
+    found = [d.value for d in at.dataframe if list(d.value.columns[:len(first_columns)]) == list(first_columns)]
+    assert found, f"no table starting with {first_columns}"
+    return found[0]
+
+
+def ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def select(at, key, stem):
+    box = at.selectbox(key=key)
+    box.select_index(next(i for i, o in enumerate(box.options) if o.startswith(stem))).run()
+    ok(at)
+
+
+def only_checkpoint(source, directory, stem, monkeypatch):
+    directory.mkdir()
+    for f in source.glob(f"{stem}.*"):
+        shutil.copy(f, directory / f.name)
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+
+
+def assert_cka_view_complete(at):
+    """Every XCiT checkpoint the page offers is measured: finite CKA for every block and pair, images stated."""
+    offered = at.multiselect(key="cw_checkpoints").options
+    stems = {o.split(" ")[0] for o in offered}
+    summary = table(at, ["checkpoint", "variant", "blocks", "images"])
+    assert set(summary["checkpoint"]) == stems
+    means = summary[["mean q-k", "mean q-v", "mean k-v"]].to_numpy()
+    assert (means == means).all() and ((means >= 0) & (means <= 1)).all()  # no NaN, in [0, 1]
+    assert (summary["images"] > 0).all() and summary["images from"].str.contains("test images").all()
+    depth = chart(at, "cw_cka_depth")
+    assert {t["name"] for t in depth["data"]} == stems
+    assert all(np.isfinite(numbers(t["y"])).all() and len(numbers(t["y"])) for t in depth["data"])
+    grid = chart(at, "cw_cka_grid")
+    assert len(grid["data"]) == len(stems)
+    assert all(numbers(t["z"]).shape == (3, 3) and np.isfinite(numbers(t["z"])).all() for t in grid["data"])
+    return summary
+
+
+# --------------------------------------------------------------------------- pathway similarity
+
+def test_cka_view_leads_with_non_nan_values_for_every_xcit_checkpoint(app_env):
+    at = run_page("codes_weights")
+    assert at.header[0].value.startswith("How alike are q, k and v")
+    summary = assert_cka_view_complete(at)
+    assert (summary["images"] == 128).all() and summary["images from"].str.contains("digits").all()
+    assert any("128 digits test images" in c.value for c in at.caption)
+
+    at.select_slider(key="cw_images").set_value(64).run()
+    ok(at)
+    assert (table(at, ["checkpoint", "variant", "blocks", "images"])["images"] == 64).all()
+    before = chart(at, "cw_cka_grid")
+    at.selectbox(key="cw_cka_block").select(1).run()
+    ok(at)
+    assert chart(at, "cw_cka_grid") != before and "block 1" in text(chart(at, "cw_cka_grid"))
+
+    overlap = table(at, ["checkpoint", "variant", "kind", "block", "pair", "shared_fraction"])
+    assert set(overlap.query("kind == 'fsne'")["shared_fraction"]) == {1.0}
+    assert set(overlap.query("kind == 'linear'")["shared_fraction"]) == {0.0}
+    assert any("not invariant to hidden-unit permutations or channel rescaling" in c.value for c in at.caption)
+
+
+@pytest.mark.skipif(not list(SHIPPED.glob("xcit_*.safetensors")), reason="shipped checkpoints absent")
+def test_cka_view_on_the_shipped_xcit_checkpoints(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(SHIPPED))
+    monkeypatch.setenv("VITVIZ_DATA_DIR", str(tmp_path / "data"))  # their test set is found via their metadata
+    at = run_page("codes_weights")
+    at.select_slider(key="cw_images").set_value(64).run()
+    ok(at)
+    summary = assert_cka_view_complete(at)
+    assert sorted(v.rsplit("_", 1)[-1] for v in summary["variant"]) == ["fsne", "linear", "psne", "sne"]
+    assert (summary["images"] == 64).all()
+
+
+# --------------------------------------------------------------------------- statistics
+
+def test_statistic_picker_defines_each_statistic_and_plots_change(app_env):
+    at = run_page("codes_weights")
+    box = at.selectbox(key="cw_stat")
+    assert "Roy & Vetterli" in box.help and "‖W‖_F² / ‖W‖_2²" in box.help
+    ms = at.multiselect(key="cw_checkpoints")
+    assert len(ms.value) == 2 and all("xcit" in o for o in ms.options)  # every XCiT checkpoint preselected
+    ms.unselect(ms.value[1]).run()
+    ok(at)
+    ms = at.multiselect(key="cw_checkpoints")
+    assert len(ms.value) == 1
+    stat_before = chart(at, "cw_stat_fig")
+    n_lines = len(trace_names(stat_before))
+
+    at.selectbox(key="cw_stat").select("effective_rank").run()
+    ok(at)
+    assert chart(at, "cw_stat_fig") != stat_before and "effective_rank" in text(chart(at, "cw_stat_fig"))
+    assert any(c.value.startswith("**effective_rank** — Effective rank") for c in at.caption)
+
+    other = next(o for o in ms.options if o not in ms.value)
+    at.multiselect(key="cw_checkpoints").select(other).run()
+    ok(at)
+    assert len(trace_names(chart(at, "cw_stat_fig"))) > n_lines
+    spectra = chart(at, "cw_spectrum")
+    assert "tiny_xcit_fsne" in text(spectra) and "tiny_xcit_linear" in text(spectra)
+    assert trace_names(chart(at, "cw_histogram")) == ["tiny_xcit_fsne", "tiny_xcit_linear"]
+
+    at.selectbox(key="cw_block").select(1).run()
+    ok(at)
+    assert [t["y"] for t in chart(at, "cw_spectrum")["data"]] != [t["y"] for t in spectra["data"]]
+    histogram = chart(at, "cw_histogram")
+    at.radio(key="cw_pathway").set_value("v").run()
+    ok(at)
+    assert "block 1, v" in text(chart(at, "cw_histogram"))
+    assert [t["x"] for t in chart(at, "cw_histogram")["data"]] != [t["x"] for t in histogram["data"]]
+
+
+# --------------------------------------------------------------------------- drift and codes
+
+@pytest.fixture
+def with_child(app_env, tmp_path, monkeypatch):
+    """The tiny checkpoints plus an F-SNE child whose codes and q weights moved away from its parent's."""
+    directory = tmp_path / "ck"
+    shutil.copytree(app_env, directory)
+    parent = directory / "tiny_xcit_fsne.safetensors"
+    model, meta = checkpoints.load(parent)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, FullySharedQKV):
+                m.codes.add_(0.5)
+    keep = ("variant", "variant_kwargs", "classes", "img_size", "mean", "std", "dataset", "metrics", "train_config")
+    checkpoints.save(model, directory / "tiny_xcit_fsne_child", dict({k: meta[k] for k in keep}, parent=str(parent)))
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    return directory
+
+
+def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
+    at = run_page("codes_weights")
+    box = at.selectbox(key="cw_fsne")
+    assert all("fsne" in o for o in box.options) and len(box.options) == 2
+    select(at, "cw_fsne", "tiny_xcit_fsne (")
+    assert "W_c c_t" in text(chart(at, "cw_codes")) and "W_c c_t" in text(chart(at, "cw_code_sim"))
+    assert "raw codes c_q" in text(chart(at, "cw_raw_codes"))
+    assert not any("l2_change" in d.value.columns for d in at.dataframe)
+    assert any("no parent" in c.value for c in at.caption)
+    seen_before = chart(at, "cw_codes")
+
+    at.checkbox(key="cw_bias").check().run()
+    ok(at)
+    assert "W_c c_t + b" in text(chart(at, "cw_codes")) and chart(at, "cw_codes") != seen_before
+
+    select(at, "cw_fsne", "tiny_xcit_fsne_child")
+    drift = table(at, ["block", "pathway", "norm_parent"])
+    assert len(drift) == 2 * 3 and (drift["l2_change"] > 0).all()
+    assert any("Code drift" in s.value for s in at.subheader)
+
+    # the weights section offers the function-level drift of the fine-tune next to the weight drift
+    child = at.selectbox(key="cw_drift_child")
+    assert child.options == ["tiny_xcit_fsne_child"]  # the only chosen checkpoint with a parent
+    child.select_index(0).run()
+    ok(at)
+    function = table(at, ["block", "pathway", "function_cka"])
+    assert len(function) == 2 * 3 and function["function_cka"].between(0, 1 - 1e-6).all()
+    assert (function["images"] == 128).all() and (function["weight_relative_change"] == 0).all()
+    assert chart(at, "cw_drift_function")["data"] and chart(at, "cw_drift_weights")["data"]
+
+
+def test_codes_weights_without_fsne_says_so(app_env, tmp_path, monkeypatch):
+    only_checkpoint(app_env, tmp_path / "no_fsne", "tiny_xcit_linear", monkeypatch)
+    at = run_page("codes_weights")
+    assert any("No F-SNE checkpoint" in i.value for i in at.info)
+    assert chart(at, "cw_cka_depth") and chart(at, "cw_stat_fig")  # the pathway and weight sections still render
+    assert any("no drift" in c.value for c in at.caption)
+
+
+def test_codes_weights_without_xcit_says_so(app_env, tmp_path, monkeypatch):
+    directory = tmp_path / "vit_only"
+    directory.mkdir()
+    for f in app_env.glob("tiny_vit_*"):
+        shutil.copy(f, directory / f.name)
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    at = run_page("codes_weights")
+    assert any("No F-SNE checkpoint" in i.value for i in at.info)
+    assert any("No XCiT checkpoint" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
