@@ -14,7 +14,7 @@ import math
 
 import torch
 from torch import nn
-from timm.layers import PatchEmbed
+from timm.layers import PatchEmbed, to_2tuple
 from timm.models.xcit import conv3x3
 
 
@@ -39,10 +39,12 @@ class ConvStemPatchEmbed(PatchEmbed):
 
 
 class XcitStem4(nn.Module):
-    def __init__(self, img_size: int = 32, in_chans: int = 3, embed_dim: int = 128, act_layer=nn.GELU):
+    def __init__(self, img_size: int | tuple[int, int] = 32, in_chans: int = 3, embed_dim: int = 128,
+                 act_layer=nn.GELU):
         super().__init__()
         self.patch_size = 4
-        self.num_patches = (img_size // 4) ** 2
+        height, width = to_2tuple(img_size)
+        self.num_patches = (height // 4) * (width // 4)
         self.proj = nn.Sequential(conv3x3(in_chans, embed_dim // 2, 2), act_layer(), conv3x3(embed_dim // 2, embed_dim, 2))
 
     def forward(self, x: torch.Tensor):

@@ -42,7 +42,7 @@ _VIX_ATTN = {
     "softmax": "exact softmax attention (fused SDPA unless a map is requested)",
     "performer": "Performer FAVOR+ attention: positive orthogonal random features, m = d ln d",
     "linformer": "Linformer attention: keys and values projected along the sequence to k = 64",
-    "nystrom": "Nystromformer attention: 64 landmarks, 6-step pseudo-inverse, residual conv on V",
+    "nystrom": "Nystromformer attention: 64 landmarks, 6-step pseudo-inverse, residual depthwise conv (kernel 33) on V",
 }
 _VIX_OURS = ("patch 2 (256 tokens) by default, the authors use patch 1; embed=linear|conv|conv_bn, "
              "pos=learned|rope1d|rope2d (rope2d axial is ours)")
@@ -70,9 +70,12 @@ def _build_catalog() -> dict[str, VariantInfo]:
         32, 10, "depth 4, patch 2, timm's MLP ratios (0.5, 4)")
     cat["vitviz_cvt_32"] = VariantInfo(
         "vitviz_cvt_32", "CvT", CVT_PAPER, "CvT-13", "conv token embedding + conv (squeezed K/V) projection",
-        32, 10, "CIFAR config: kernels/strides 3/1, 3/2, 3/2; dims 64/128/256; depths 1/2/4; K/V strides 2, 2, 1")
+        32, 10, "CIFAR config: kernels/strides 3/1, 3/2, 3/2 (paddings 1); dims 64/128/256; depths 1/2/4; "
+        "K/V strides 2, 2, 1; attention scale head_dim^-0.5 (CvT-13's official code uses dim^-0.5)")
     cat["vitviz_cvt_13_224"] = VariantInfo(
-        "vitviz_cvt_13_224", "CvT", CVT_PAPER, "CvT-13 (official)", "CvT-13 as in the paper", 224, 1000, "")
+        "vitviz_cvt_13_224", "CvT", CVT_PAPER, "CvT-13 (official code, microsoft/CvT)",
+        "CvT-13 as in the official code: token-embedding paddings 2/1/1, attention logits scaled by the stage "
+        "width dim^-0.5 (not head_dim^-0.5)", 224, 1000, "")
     for kind in ("nystrom", "performer"):
         cat[f"vitviz_cvt_{kind}_32"] = VariantInfo(
             f"vitviz_cvt_{kind}_32", "CvT", f"{CVT_PAPER} + {VIX_PAPER}", "vitviz_cvt_32",

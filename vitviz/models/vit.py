@@ -19,14 +19,14 @@ from __future__ import annotations
 from functools import partial
 
 from timm.layers import PatchEmbed, trunc_normal_
-from timm.models import register_model
+from timm.models import generate_default_cfgs, register_model
 from torch import nn
 from timm.models.vision_transformer import VisionTransformer
 
 from ..layers.patch_embed import ConvStemPatchEmbed
 from ..layers.rope import RotaryEmbedding
 from ..layers.token_attention import TokenAttention
-from ._common import drop_hub_args
+from ._common import build_variant, cifar_cfg, declare_first_conv, papers
 
 VIX_32 = dict(img_size=32, patch_size=2, embed_dim=128, depth=4, num_heads=4, mlp_ratio=2.0)
 EMBEDS = ("linear", "conv", "conv_bn")
@@ -42,9 +42,7 @@ def patch_embed_layer(embed: str):
     raise ValueError(f"unknown embed {embed!r}; choose from {EMBEDS}")
 
 
-def _create_vix(variant: str, pretrained: bool, attention: str, embed: str = "linear",
-                pos: str = "learned", **kwargs) -> VisionTransformer:
-    kwargs = drop_hub_args(variant, pretrained, kwargs)
+def _vix(attention: str, embed: str = "linear", pos: str = "learned", **kwargs) -> VisionTransformer:
     if pos not in POSITIONS:
         raise ValueError(f"unknown pos {pos!r}; choose from {POSITIONS}")
     kernel_options = {k: kwargs.pop(k) for k in ("num_features", "k", "num_landmarks", "pinv_iterations",
@@ -63,8 +61,22 @@ def _create_vix(variant: str, pretrained: bool, attention: str, embed: str = "li
         for linear in (block.attn.qkv, block.attn.proj):  # timm's ViT init for the projections
             trunc_normal_(linear.weight, std=0.02)
             nn.init.zeros_(linear.bias)
+    if embed != "linear":
+        declare_first_conv(model, "patch_embed.proj.0")
     model.vitviz_attention = attention
     return model
+
+
+def _create_vix(variant: str, pretrained: bool, attention: str, **kwargs) -> VisionTransformer:
+    return build_variant(partial(_vix, attention), variant, pretrained, **kwargs)
+
+
+_PAPERS = {"softmax": ("vix", "vit"), "performer": ("vix", "performer"), "linformer": ("vix", "linformer"),
+           "nystrom": ("vix", "nystrom")}
+default_cfgs = generate_default_cfgs({
+    f"vitviz_vit_{kind}_32": cifar_cfg(first_conv="patch_embed.proj", classifier="head", **papers(*keys))
+    for kind, keys in _PAPERS.items()
+})
 
 
 @register_model
