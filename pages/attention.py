@@ -1,11 +1,14 @@
-"""Attention: maps per layer and head for one checkpoint and one image; overlays, rollout, XCiT class attention."""
+"""Attention: maps per layer and head for one checkpoint and one image; overlays, rollout, XCiT class attention,
+token mixing of attention-free models, and how far efficient attention is from softmax."""
 import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
-from vitviz.inspect.attention_views import (attention_source, class_attention_heats, group_by_grid, query_heat,
-                                            query_index, rollout_heat)
-from vitviz.ui import captured, choose_checkpoint, choose_image, show_figure
+from vitviz.inspect.attention_views import (attention_source, class_attention_heats, group_by_grid,
+                                            operator_share_table, query_heat, query_index, rollout_heat,
+                                            rollout_refusal, signed_caption, signed_summary)
+from vitviz.ui import captured, choose_checkpoint, choose_image, show_figure, show_table
+from vitviz.ui.fidelity import BUDGETS, fidelity_of, has_efficient_attention
 
 ensure_app_navigation()
 st.title("Attention")
@@ -16,8 +19,8 @@ with left:
 if picked is None:
     st.stop()
 image, caption, true_class = picked
-art = captured(path, image, ["attention", "implied_attention", "projected_attention", "class_attention", "grids",
-                             "token_mixing"])
+art = captured(path, image, ["attention", "implied_attention", "operator_parts", "operator_shares",
+                             "projected_attention", "class_attention", "grids", "token_mixing", "fourier_mixing"])
 probs = art["logits"].softmax(-1)[0]
 top = probs.topk(min(3, len(probs)))
 with left:
@@ -32,6 +35,19 @@ for note in art["notes"]:
 source = attention_source(art)
 
 
+def choose_part(maps):
+    """The exact operator, or one of its parts (Nystromformer: product, conv band) with its share of the output."""
+    parts = art.get("operator_parts") or []
+    if len(parts) != len(maps) or len(parts[0]) < 2:
+        return maps, "exact operator"
+    st.caption("The exact operator is the sum of its parts; each part's contribution, as |part · V| / |output| "
+               "per layer (head mean):")
+    show_table(operator_share_table(art), "operator_shares", key="attn_shares")
+    names = ["exact operator (sum)"] + list(parts[0])
+    part = st.radio("Show", names, horizontal=True, key="attn_part")
+    return (maps, "exact operator") if part == names[0] else ([p[part] for p in parts], f"{part} part only")
+
+
 def token_attention_view():
     key, maps, grids, label = source
     st.subheader(label)
@@ -39,32 +55,38 @@ def token_attention_view():
         st.caption("Linformer: rows are tokens, columns the k projected keys; there is no key grid to overlay.")
         show_figure(figures.attention_grid([m[0] for m in maps]), "linformer_maps", key="attn_lin")
         return
+    maps, what = choose_part(maps)
+    signed = signed_summary(maps)
+    if signed is not None:
+        st.warning(signed_caption(signed))
     query_choice = st.radio("Query token", ["class token", "centre token"] if grids[-1]["cls"] else ["centre token"],
                             horizontal=True, key="attn_query",
                             help="layers without a class token (CvT's first stages) use the centre token")
     cols = st.columns(2)
     with cols[0]:
-        layer_view(maps, grids, query_choice)
+        layer_view(maps, grids, query_choice, what)
     with cols[1]:
-        if rollout_heat(maps, grids) is None:
-            st.caption("Rollout needs square maps over the same tokens in every layer (not the case here).")
-        else:
+        refusal = rollout_refusal(maps, grids)
+        if refusal is None:
             rollout_view(maps, grids)
+        else:
+            st.caption(refusal)
     for i, (layers, group_maps, group_grid) in enumerate(group_by_grid(maps, grids)):
         show_figure(figures.attention_grid([m[0] for m in group_maps], grid=group_grid["k"],
                                            query=query_index(group_grid, query_choice),
                                            titles=[f"layer {n}" for n in layers],
-                                           title=f"{query_choice} attention, layers {layers[0]}-{layers[-1]} x heads"),
+                                           title=f"{query_choice} attention ({what}), layers {layers[0]}-{layers[-1]}"
+                                                 " x heads"),
                     f"attention_grid_{i}", key=f"attn_grid_{i}")
 
 
 @st.fragment
-def layer_view(maps, grids, query_choice):
+def layer_view(maps, grids, query_choice, what):
     layer = st.radio("Layer", list(range(len(maps))), index=len(maps) - 1, horizontal=True, key="attn_layer")
     head = st.selectbox("Head", ["mean"] + list(range(maps[layer].shape[1])), key="attn_head")
     heat = query_heat(maps[layer][0], grids[layer], query_index(grids[layer], query_choice), head)
-    show_figure(figures.attention_overlay(image, heat, title=f"layer {layer}, head {head}"), "attention_overlay",
-                key="attn_overlay")
+    show_figure(figures.attention_overlay(image, heat, title=f"layer {layer}, head {head} ({what})"),
+                "attention_overlay", key="attn_overlay")
 
 
 @st.fragment
@@ -75,6 +97,56 @@ def rollout_view(maps, grids):
                                           title=f"rollout ({fusion})"), "rollout", key="attn_rollout")
 
 
+def token_mixing_view():
+    if "token_mixing" in art:
+        mixing = art["token_mixing"]
+        st.subheader("Token-mixing MLP, first-layer weights W1 (hidden units x tokens)")
+        st.caption("Mixer mixes tokens by W2 GELU(W1 X + b1) + b2 along the token axis; it is nonlinear, so no "
+                   "N x N map exists. Rows: hidden units; columns: tokens (row-major patch grid).")
+        show_figure(figures.matrix_grid([m[None] for m in mixing], zmid=0.0, panel_px=180,
+                                        titles=[f"block {i}: W1 {tuple(m.shape)}" for i, m in enumerate(mixing)]),
+                    "token_mixing", key="attn_mixing")
+    if "fourier_mixing" in art:
+        fourier = art["fourier_mixing"]
+        st.subheader("Fourier mixing: Re(FFT_tokens(FFT_channels(X))) = C_N X C_C - S_N X S_C")
+        st.caption("The same fixed operator in every block, exactly: both terms carry comparable weight. "
+                   "C and S are the cosine and sine matrices of the DFT, F = C - iS.")
+        n, c = fourier["tokens"].shape[-1], fourier["channels"].shape[-1]
+        show_figure(figures.matrix_grid(fourier["tokens"][None], zmid=0.0, panel_px=260,
+                                        titles=[f"C_N (cos, {n} tokens)", f"S_N (sin, {n} tokens)"]),
+                    "fourier_tokens", key="attn_fourier_tokens")
+        show_figure(figures.matrix_grid(fourier["channels"][None], zmid=0.0, panel_px=260,
+                                        titles=[f"C_C (cos, {c} channels)", f"S_C (sin, {c} channels)"]),
+                    "fourier_channels", key="attn_fourier_channels")
+
+
+@st.fragment
+def fidelity_view():
+    st.caption("For each efficient-attention layer: the softmax map of the same q and k, how far the layer's exact "
+               "operator is from it (relative Frobenius norm, map and output), and how that distance changes as "
+               f"the budget grows ({BUDGETS[0]}-{BUDGETS[-1]} random features or landmarks).")
+    if not st.toggle("Compute", key="attn_fidelity"):
+        return
+    with st.spinner(f"Computing softmax maps of the same q and k per layer, and the approximation errors at "
+                    f"{', '.join(map(str, BUDGETS))} features / landmarks ..."):
+        result = fidelity_of(path, image)
+    for note in result.notes:
+        st.caption(note)
+    if result.layers.empty:
+        return
+    show_table(result.layers, "fidelity_layers", key="attn_fidelity_layers")
+    if not result.sweep.empty:
+        sweep = result.sweep.assign(series=lambda d: "layer " + d["layer"].astype(str) + " " + d["budget_name"])
+        show_figure(figures.efficiency_curves(sweep, x="budget", y="output_error", color="series",
+                                              title="output error vs softmax as the budget grows",
+                                              x_title="features / landmarks", y_title="|E v - S v| / |S v|"),
+                    "fidelity_sweep", key="attn_fidelity_sweep")
+    layer = st.selectbox("Difference map of layer", list(range(len(result.differences))), key="attn_fidelity_layer")
+    show_figure(figures.attention_grid([result.differences[layer][None]], signed=True, titles=[f"layer {layer}"],
+                                       panel_px=360, title="exact operator - softmax (head mean; rows: queries)"),
+                "fidelity_difference", key="attn_fidelity_diff")
+
+
 with right:
     if source is not None:
         token_attention_view()
@@ -83,8 +155,7 @@ with right:
         for block, heats in enumerate(class_attention_heats(art)):
             show_figure(figures.overlay_row(image, heats, title=f"class-attention block {block}"),
                         f"class_attention_{block}", key=f"attn_ca_{block}")
-    if "token_mixing" in art:
-        st.subheader("Token mixing")
-        show_figure(figures.matrix_grid([m[None] for m in art["token_mixing"]], zmid=0.0,
-                                        titles=[f"block {i}" for i in range(len(art["token_mixing"]))]),
-                    "token_mixing", key="attn_mixing")
+    token_mixing_view()
+    if has_efficient_attention(model):
+        with st.expander("How close is this efficient attention to softmax attention?"):
+            fidelity_view()

@@ -3,7 +3,7 @@ import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
-from vitviz.inspect.cross_covariance import temperature_table, xca_matrices
+from vitviz.inspect.cross_covariance import TAU_NOTE, paper_tau, temperature_table, xca_matrices
 from vitviz.ui import captured, checkpoints_table, choose_checkpoint, choose_image, show_figure, show_table
 
 
@@ -14,7 +14,7 @@ def is_xcit(row) -> bool:
 ensure_app_navigation()
 st.title("Cross-covariance attention")
 st.caption("XCiT attends over channels instead of tokens: per head a d_h x d_h softmax map of the "
-           "cross-covariance of keys and queries, sharpened by a learned temperature τ.")
+           "cross-covariance of L2-normalised queries and keys, sharpened by a learned temperature. " + TAU_NOTE)
 table, _ = checkpoints_table()
 if table.empty or not table.apply(is_xcit, axis=1).any():
     st.info("No XCiT checkpoint found; cross-covariance attention exists only in XCiT variants. "
@@ -32,7 +32,7 @@ with left:
     st.image(image, caption=caption, width=160)
 art = captured(path, image, ["xca", "temperatures"])
 matrices = xca_matrices(art)
-temperatures = art["temperatures"]
+temperatures = paper_tau(art["temperatures"])
 layers, heads = matrices.shape[:2]
 
 
@@ -57,5 +57,5 @@ with right:
                                     temperatures=None if average else temperatures,
                                     title="layers x " + ("head mean" if average else "heads") + " (shared scale)"),
                 "xca_overview", key="xcc_overview")
-    st.subheader("Temperatures τ")
+    st.subheader("Temperatures τ (paper convention, τ = 1/t)")
     show_table(temperature_table(temperatures), "xca_temperatures", key="xcc_temperatures")

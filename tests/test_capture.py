@@ -36,8 +36,9 @@ def test_capture_every_variant_logits_match_and_model_untouched(name):
         model.eval()
         expected = model(x)
         model.train()
-    art = capture(model, x, want=["logits", "attention", "implied_attention", "projected_attention", "xca",
-                                  "class_attention", "qkv", "codes", "grids", "token_mixing"])
+    art = capture(model, x, want=["logits", "attention", "implied_attention", "operator_parts", "operator_shares",
+                                  "projected_attention", "xca", "class_attention", "qkv", "codes", "grids",
+                                  "token_mixing", "fourier_mixing"])
     torch.testing.assert_close(art["logits"], expected, atol=1e-4, rtol=1e-4)
     assert model.training and all(m.training for m in model.modules())
     after = model.state_dict()
@@ -45,7 +46,7 @@ def test_capture_every_variant_logits_match_and_model_untouched(name):
     assert flags == {n: getattr(m, "need_map", getattr(m, "fused_attn", None)) for n, m in model.named_modules()}
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
     has_maps = any(k in art for k in ("attention", "implied_attention", "projected_attention", "xca"))
-    assert has_maps or "token_mixing" in art, f"{name}: nothing to show ({list(art)})"
+    assert has_maps or "token_mixing" in art or "fourier_mixing" in art, f"{name}: nothing to show ({list(art)})"
 
 
 @pytest.mark.parametrize("name", ["vitviz_vit_softmax_32", "vitviz_cvt_32"])
@@ -117,7 +118,8 @@ def test_implied_attention_only_when_asked_and_labelled():
     assert "implied_attention" not in capture(model, images_for(name))
     art = capture(model, images_for(name), want=["implied_attention"])
     attn = art["implied_attention"][0]
-    assert attn.shape == (2, 2, 65, 65) and "approximation" in " ".join(art["notes"])
+    notes = " ".join(art["notes"])
+    assert attn.shape == (2, 2, 65, 65) and "exactly the N x N operator" in notes and "approximates softmax" in notes
     torch.testing.assert_close(attn.sum(-1), torch.ones(2, 2, 65), atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="max_implied_tokens"):
         capture(model, images_for(name), want=["implied_attention"], max_implied_tokens=16)
@@ -131,11 +133,29 @@ def test_linformer_map_is_n_by_k_and_labelled():
     assert attn.shape[2] == 65 and attn.shape[3] < 65 and "N x k" in " ".join(art["notes"])
 
 
-@pytest.mark.parametrize("name", ["vitviz_fnet_32", "vitviz_mixer_32"])
-def test_no_attention_variants_say_so_and_offer_token_mixing(name):
-    art = capture(build(name), images_for(name))
-    assert "attention" not in art and "no attention" in " ".join(art["notes"])
-    assert art["token_mixing"][0].shape[-1] == 64
+def test_no_attention_variants_say_so_and_offer_token_mixing():
+    mixer = capture(build("vitviz_mixer_32"), images_for("vitviz_mixer_32"))
+    assert "attention" not in mixer and "no attention" in " ".join(mixer["notes"])
+    assert mixer["token_mixing"][0].shape == (16, 64) and "fourier_mixing" not in mixer  # (hidden, tokens)
+    fnet = capture(build("vitviz_fnet_32"), images_for("vitviz_fnet_32"))
+    assert "no attention" in " ".join(fnet["notes"]) and "token_mixing" not in fnet
+    assert fnet["fourier_mixing"]["tokens"].shape == (2, 64, 64)
+    assert fnet["fourier_mixing"]["channels"].shape == (2, 32, 32)
+
+
+def test_nystrom_operator_parts_sum_to_the_map_with_their_shares():
+    name = "vitviz_vit_nystrom_32"
+    model = build(name)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.kernel.res_conv.weight.normal_(0, 0.2)
+    art = capture(model, images_for(name), want=["implied_attention", "operator_parts", "operator_shares"])
+    parts, shares = art["operator_parts"][0], art["operator_shares"][0]
+    assert set(parts) == set(shares) == {"nystrom", "conv"}
+    torch.testing.assert_close(parts["nystrom"] + parts["conv"], art["implied_attention"][0])
+    assert shares["conv"].shape == (2, 2) and (shares["conv"] > 0).all()
+    band = parts["conv"][0, 0]
+    assert band[0, 40] == 0 and band[40, 0] == 0  # kernel 33: |i - j| <= 16 only
 
 
 def test_unknown_artifact_is_refused():

@@ -112,6 +112,23 @@ def test_attention_grid_titles_and_bad_shapes():
 
 # --------------------------------------------------------------------------- images
 
+def test_signed_maps_get_a_diverging_scale_centred_at_zero():
+    layer = np.full((2, 5, 5), 0.2)
+    layer[0, 0, 1] = -0.3
+    fig = F.attention_grid([layer])
+    assert all(t.zmid == 0 and t.zmin == pytest.approx(-t.zmax) for t in heatmaps(fig))
+    assert fig.data[0].colorscale == go.Heatmap(colorscale="RdBu_r").colorscale
+    assert F.attention_grid([np.abs(layer)]).data[0].zmid is None       # probabilities: sequential scale
+    img = np.zeros((8, 8, 3), np.uint8)
+    heat = np.array([[-1.0, 0.5], [0.25, 1.0]])
+    signed = F.attention_overlay(img, heat)
+    hz = z(signed.data[1])
+    assert signed.data[1].zmid == 0 and hz.min() < 0 < hz.max()          # values kept, not min-max scaled
+    assert signed.data[1].zmin == pytest.approx(-signed.data[1].zmax)
+    assert F.attention_overlay(img, np.abs(heat)).data[1].zmid is None
+    assert z(F.attention_overlay(img, heat, signed=False).data[1]).min() == pytest.approx(0.0)
+
+
 def test_attention_overlay_upsamples_heat_to_image_and_normalises():
     img = np.random.default_rng(1).integers(0, 255, (16, 24, 3), dtype=np.uint8)
     heat = torch.tensor([[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]])
@@ -190,12 +207,21 @@ def test_matrix_grid_shared_and_per_panel_scale_with_temperatures():
     assert len({(t.zmin, t.zmax) for t in per.data}) == 6
     assert not any(t.showscale for t in per.data)
     assert_serialises(per)
-    with pytest.raises(ValueError, match="layers, heads, d, d"):
+    with pytest.raises(ValueError, match="layers, heads, rows, cols"):
         F.matrix_grid(np.zeros((3, 4, 4)))
-    with pytest.raises(ValueError, match="square"):
-        F.matrix_grid(np.zeros((1, 1, 3, 4)))
+    with pytest.raises(ValueError, match="non-empty"):
+        F.matrix_grid(np.zeros((1, 1, 0, 4)))
     with pytest.raises(ValueError, match="temperatures"):
         F.matrix_grid(m, temperatures=np.ones(6))
+    assert all(t.zmid == 0 for t in fig.data) and per.data[0].zmid is None
+
+
+def test_matrix_grid_rectangular_blocks_and_temperature_label():
+    weights = [np.random.default_rng(0).normal(size=(1, 3, 8)) for _ in range(2)]  # Mixer W1: hidden x tokens
+    fig = F.matrix_grid(weights, zmid=0.0, titles=["block 0", "block 1"])
+    assert len(heatmaps(fig)) == 2 and z(fig.data[0]).shape == (3, 8)
+    taus = F.matrix_grid(np.ones((1, 2, 4, 4)), temperatures=np.full((1, 2), 2.0), temperature_label="t")
+    assert all("t=2.00" in a.text for a in taus.layout.annotations)
 
 
 def test_similarity_heatmap_and_code_grid():

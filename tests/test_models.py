@@ -131,11 +131,27 @@ def test_sne_equals_three_separate_mlps():
     torch.testing.assert_close(emb(x), torch.cat(parts, -1))
 
 
-def test_psne_shares_first_layer():
-    emb = PartiallySharedQKV(16)
-    w = emb.pathway_weights()
-    assert w["q"]["shared"] is w["k"]["shared"] is w["v"]["shared"]
-    assert not torch.equal(w["q"]["fc2"], w["k"]["fc2"])
+def test_psne_pathway_weights_reproduce_the_output_and_share_the_first_layer():
+    """pathway_weights() are the matrices the forward uses: q/k/v = fc2_t(ReLU(shared x)). Changing the
+    shared first layer moves all three pathways; changing one pathway's second layer moves only that one."""
+    torch.manual_seed(0)
+    emb = PartiallySharedQKV(16, hidden=12)
+    x = torch.randn(2, 5, 16)
+
+    def from_pathway_weights():
+        w = emb.pathway_weights()
+        h = torch.relu(x @ w["q"]["shared"].t() + emb.shared.bias)
+        return [h @ w[t]["fc2"].t() + emb.fc2.bias[i] for i, t in enumerate("qkv")]
+    with torch.no_grad():
+        torch.testing.assert_close(emb(x), torch.cat(from_pathway_weights(), -1))
+        before = emb(x).reshape(2, 5, 3, 16)
+        emb.pathway_weights()["k"]["shared"].add_(0.1)  # the shared layer, reached through pathway k
+        after_shared = emb(x).reshape(2, 5, 3, 16)
+        assert all(not torch.allclose(before[:, :, i], after_shared[:, :, i]) for i in range(3))
+        emb.pathway_weights()["v"]["fc2"].add_(0.1)      # v's own second layer
+        after_v = emb(x).reshape(2, 5, 3, 16)
+        torch.testing.assert_close(after_v[:, :, :2], after_shared[:, :, :2])
+        assert not torch.allclose(after_v[:, :, 2], after_shared[:, :, 2])
 
 
 @pytest.mark.parametrize("embed", ["linear", "conv", "conv_bn"])
@@ -167,6 +183,17 @@ def test_vix_default_is_four_blocks_of_width_128():
     model = timm.create_model("vitviz_vit_softmax_32")
     assert len(model.blocks) == 4 and model.embed_dim == 128 and model.blocks[0].attn.num_heads == 4
     assert model.blocks[0].mlp.fc1.out_features == 256
+
+
+def test_cvt13_follows_the_official_code_and_cifar_config_keeps_ours():
+    official = timm.create_model("vitviz_cvt_13_224", img_size=64, depths=(1, 1, 1), dims=(12, 24, 48))
+    assert [s.embed.proj.padding for s in official.stages] == [(2, 2), (1, 1), (1, 1)]
+    assert [s.blocks[0].attn.kernel.scale for s in official.stages] == pytest.approx([12 ** -0.5, 24 ** -0.5,
+                                                                                     48 ** -0.5])
+    cifar = timm.create_model("vitviz_cvt_32", depths=(1, 1, 1), dims=(16, 32, 64))
+    assert [s.blocks[0].attn.kernel.scale for s in cifar.stages] == pytest.approx([16 ** -0.5, 16 ** -0.5,
+                                                                                  16 ** -0.5])
+    assert [s.embed.proj.padding for s in cifar.stages] == [(1, 1)] * 3
 
 
 def test_cvt_grids_and_strided_kv():

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (HEAT, as_float, colorbar, finish, finite_range, matrix_axes, subplots)
+from ._common import (DIVERGING, HEAT, as_float, colorbar, finish, finite_range, matrix_axes, subplots,
+                      symmetric_range)
 
 __all__ = ["attention_grid", "query_maps"]
 
@@ -64,7 +65,7 @@ def _check_grid(grid) -> tuple[int, int]:
 
 
 def attention_grid(maps, grid=None, query=None, titles=None, *, panel_px: int = 120,
-                   title: str | None = None) -> go.Figure:
+                   title: str | None = None, signed: bool | None = None) -> go.Figure:
     """Layers x heads grid of attention heatmaps for one image.
 
     maps:   list over layers of (heads, N_q, N_k) arrays (or one (layers, heads, N_q, N_k)).
@@ -74,6 +75,9 @@ def attention_grid(maps, grid=None, query=None, titles=None, *, panel_px: int = 
     titles: one per layer (used as "<title> · h<j>") or one per panel (layers*heads, row major).
 
     All panels share one colour scale (zmin/zmax over every panel) and one colour bar.
+    signed: True draws a diverging scale centred at 0 (zmid 0, symmetric range), so negative
+            entries (Nystromformer's operator) stay visible; None (default) does so exactly when a
+            shown value is negative; False uses the sequential scale over the values' range.
     """
     layers = _layers(maps)
     n_layers = len(layers)
@@ -104,7 +108,10 @@ def attention_grid(maps, grid=None, query=None, titles=None, *, panel_px: int = 
     flat_titles = [labels[i][j] if j < panels[i].shape[0] else ""
                    for i in range(n_layers) for j in range(n_heads)]
 
-    zmin, zmax = finite_range(*panels)
+    if signed is None:
+        signed = any(np.nanmin(p) < 0 for p in panels if np.isfinite(p).any())
+    zmin, zmax = symmetric_range(0.0, *panels) if signed else finite_range(*panels)
+    scale = dict(colorscale=DIVERGING, zmid=0.0) if signed else dict(colorscale=HEAT)
     fig, height = subplots(n_layers, n_heads, flat_titles, panel_px)
     if use_query:
         hover = "col %{x}, row %{y}<br>attention %{z:.4f}<extra></extra>"
@@ -113,8 +120,8 @@ def attention_grid(maps, grid=None, query=None, titles=None, *, panel_px: int = 
     first = True
     for i, layer in enumerate(panels):
         for j in range(layer.shape[0]):
-            fig.add_trace(go.Heatmap(z=layer[j], zmin=zmin, zmax=zmax, zauto=False,
-                                     colorscale=HEAT, showscale=first,
+            fig.add_trace(go.Heatmap(z=layer[j], zmin=zmin, zmax=zmax, zauto=False, **scale,
+                                     showscale=first,
                                      colorbar=colorbar("attention") if first else None,
                                      hovertemplate=hover, name=labels[i][j]),
                           row=i + 1, col=j + 1)

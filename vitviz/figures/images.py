@@ -21,10 +21,14 @@ def _check_opacity(opacity) -> float:
 
 def overlay_heat(heat, size: tuple[int, int], name: str = "heat") -> np.ndarray:
     """A token-resolution map (h, w) upsampled bilinearly to `size` = (H, W), scaled to [0, 1]."""
+    return normalize01(_upsampled(heat, size, name))
+
+
+def _upsampled(heat, size: tuple[int, int], name: str) -> np.ndarray:
     arr = as_float(heat, name, 2, "(h, w)")
     if min(arr.shape) < 1:
         raise ValueError(f"{name} must have shape (h, w) with h, w >= 1, got {arr.shape}")
-    return normalize01(upsample_heat(arr, size))
+    return upsample_heat(arr, size)
 
 
 def _overlay_traces(img: np.ndarray, heat01: np.ndarray, opacity: float, name: str,
@@ -38,18 +42,34 @@ def _overlay_traces(img: np.ndarray, heat01: np.ndarray, opacity: float, name: s
     ]
 
 
+def _signed_overlay_traces(img: np.ndarray, heat: np.ndarray, opacity: float, name: str) -> list:
+    lo, hi = symmetric_range(0.0, heat)
+    return [
+        go.Image(z=img, name=name, hovertemplate="x %{x}, y %{y}<extra></extra>"),
+        go.Heatmap(z=heat, zmin=lo, zmax=hi, zmid=0.0, zauto=False, colorscale=DIVERGING,
+                   opacity=opacity, colorbar=colorbar("value (signed)"), name=name,
+                   hovertemplate="x %{x}, y %{y}<br>value %{z:.3g}<extra></extra>"),
+    ]
+
+
 def attention_overlay(image, heat, title: str | None = None, opacity: float = 0.5,
-                      *, height: int = 420) -> go.Figure:
+                      *, height: int = 420, signed: bool | None = None) -> go.Figure:
     """The image with a semi-transparent heatmap on top.
 
-    image: uint8 (H, W, 3) (channel-first or [0, 1] floats are converted).
-    heat:  2-D (h, w) map at token resolution; it is upsampled bilinearly to (H, W) and
-           normalised to [0, 1] before drawing.
+    image:  uint8 (H, W, 3) (channel-first or [0, 1] floats are converted).
+    heat:   2-D (h, w) map at token resolution; it is upsampled bilinearly to (H, W).
+    signed: False draws the heat min-max normalised to [0, 1] on a sequential scale; True keeps
+            its values on a diverging scale centred at 0 (so the sign stays visible); None (the
+            default) is True exactly when the heat has a negative value.
     """
     img = as_image(image)
     opacity = _check_opacity(opacity)
-    heat01 = overlay_heat(heat, img.shape[:2])
-    fig = go.Figure(_overlay_traces(img, heat01, opacity, title or "heat", True))
+    up = _upsampled(heat, img.shape[:2], "heat")
+    if signed is None:
+        signed = bool(np.nanmin(as_float(heat, "heat")) < 0)
+    traces = (_signed_overlay_traces(img, up, opacity, title or "heat") if signed
+              else _overlay_traces(img, normalize01(up), opacity, title or "heat", True))
+    fig = go.Figure(traces)
     matrix_axes(fig)
     return finish(fig, title, height)
 

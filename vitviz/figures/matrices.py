@@ -1,5 +1,5 @@
-"""Matrix figures: per-head matrix grids (XCiT cross-covariance), similarity matrices,
-code heatmaps and confusion matrices."""
+"""Matrix figures: per-head matrix grids (XCiT cross-covariance, token-mixing weights),
+similarity matrices, code heatmaps and confusion matrices."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,36 +14,38 @@ __all__ = ["matrix_grid", "similarity_heatmap", "code_similarity_grid", "codes_h
 
 
 def _blocks(matrices) -> np.ndarray:
-    """(layers, heads, d, d) from an array or a list over layers of (heads, d, d)."""
-    expected = "(layers, heads, d, d) or a list of (heads, d, d)"
+    """(layers, heads, rows, cols) from an array or a list over layers of (heads, rows, cols)."""
+    expected = "(layers, heads, rows, cols) or a list of (heads, rows, cols)"
     if isinstance(matrices, (list, tuple)):
         if not matrices:
             raise ValueError(f"matrices must have shape {expected}, got an empty list")
-        layers = [as_float(m, f"matrices[{i}]", 3, "(heads, d, d)")
+        layers = [as_float(m, f"matrices[{i}]", 3, "(heads, rows, cols)")
                   for i, m in enumerate(matrices)]
         if len({m.shape for m in layers}) != 1:
-            raise ValueError(f"matrices: every layer must have the same (heads, d, d) shape, "
+            raise ValueError(f"matrices: every layer must have the same (heads, rows, cols) shape, "
                              f"got {[m.shape for m in layers]}")
         arr = np.stack(layers)
     else:
         arr = as_float(matrices, "matrices", 4, expected)
-    if min(arr.shape) < 1 or arr.shape[2] != arr.shape[3]:
-        raise ValueError(f"matrices must have shape {expected} with square, non-empty d x d "
-                         f"blocks, got {tuple(arr.shape)}")
+    if min(arr.shape) < 1:
+        raise ValueError(f"matrices must have shape {expected} with non-empty blocks, "
+                         f"got {tuple(arr.shape)}")
     return arr
 
 
 def matrix_grid(matrices, shared_scale: bool = True, titles=None, zmid: float | None = None,
-                *, temperatures=None, title: str | None = None, panel_px: int = 130,
-                colorscale: str | None = None) -> go.Figure:
-    """Grid (layers x heads) of d x d heatmaps, e.g. XCiT cross-covariance attention.
+                *, temperatures=None, temperature_label: str = "τ", title: str | None = None,
+                panel_px: int = 130, colorscale: str | None = None) -> go.Figure:
+    """Grid (layers x heads) of matrix heatmaps, e.g. XCiT cross-covariance attention (d x d) or
+    Mixer's token-mixing weights (hidden x tokens).
 
-    matrices:     (layers, heads, d, d) or a list over layers of (heads, d, d).
+    matrices:     (layers, heads, rows, cols) or a list over layers of (heads, rows, cols).
     shared_scale: one zmin/zmax over all panels and a single colour bar; otherwise each panel
                   uses its own range (no colour bar; hover shows values).
     titles:       one per layer ("<title> · h<j>") or one per panel (layers*heads, row major).
     zmid:         centre of a diverging colour scale (ranges become symmetric around it).
-    temperatures: optional (layers, heads) values appended to the titles as "τ=0.83".
+    temperatures: optional (layers, heads) values appended to the titles as
+                  "<temperature_label>=0.83" (say which convention the numbers follow).
     """
     arr = _blocks(matrices)
     n_layers, n_heads = arr.shape[:2]
@@ -66,7 +68,7 @@ def matrix_grid(matrices, shared_scale: bool = True, titles=None, zmid: float | 
         if temps.shape != (n_layers, n_heads):
             raise ValueError(f"temperatures must have shape (layers, heads) = "
                              f"{(n_layers, n_heads)}, got {temps.shape}")
-        labels = [f"{lab} · τ={t:.2f}" for lab, t in zip(labels, temps.ravel())]
+        labels = [f"{lab} · {temperature_label}={t:.2f}" for lab, t in zip(labels, temps.ravel())]
 
     cs = colorscale or (DIVERGING if zmid is not None else SEQUENTIAL)
 
@@ -79,7 +81,8 @@ def matrix_grid(matrices, shared_scale: bool = True, titles=None, zmid: float | 
         for j in range(n_heads):
             lo, hi = shared if shared else limits(arr[i, j])
             show = bool(shared) and i == 0 and j == 0
-            fig.add_trace(go.Heatmap(z=arr[i, j], zmin=lo, zmax=hi, zauto=False, colorscale=cs,
+            mid = {} if zmid is None else {"zmid": float(zmid)}
+            fig.add_trace(go.Heatmap(z=arr[i, j], zmin=lo, zmax=hi, zauto=False, colorscale=cs, **mid,
                                      showscale=show, colorbar=colorbar() if show else None,
                                      name=labels[i * n_heads + j],
                                      hovertemplate="row %{y}, col %{x}<br>%{z:.4g}"

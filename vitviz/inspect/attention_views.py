@@ -5,14 +5,16 @@ Pure functions over `capture()` artifacts (one image: batch index 0), shared by 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .rollout import attention_rollout, cls_rollout_map
+from .rollout import STOCHASTIC_TOLERANCE, attention_rollout, cls_rollout_map, rollout_problem
 
 SOURCES = (
     ("attention", "Softmax attention"),
-    ("implied_attention", "Implied attention of the efficient kernel (an approximation: the model never builds it)"),
-    ("projected_attention", "Linformer attention over k projected keys (N x k)"),
+    ("implied_attention", "Implied attention of the efficient kernel: exactly the operator it applies to V "
+                          "(never built by the model; the kernel is an approximation of softmax attention)"),
+    ("projected_attention", "Linformer attention over k projected keys (N x k), applied to the projected values F V"),
 )
 
 
@@ -57,15 +59,63 @@ def query_heat(layer_map: torch.Tensor, grid: dict, query: int, head="mean") -> 
     return row.reshape(h, w).numpy()
 
 
+def _tokens(grid: dict, side: str = "q") -> int:
+    return grid[side][0] * grid[side][1] + int(grid["cls"])
+
+
+def rollout_refusal(maps: list, grids: list[dict]) -> str | None:
+    """Why there is no attention rollout of these maps (as a sentence for the page), or None if there is."""
+    if not maps:
+        return "There are no token attention maps to roll out."
+    if any(g != grids[0] for g in grids) or grids[0]["q"] != grids[0]["k"]:
+        return "Rollout needs square maps over the same tokens in every layer (not the case here: strided keys)."
+    signed = signed_summary(maps)
+    if signed is not None:
+        return (f"No rollout: these maps are not probability distributions ({signed['negative_share']:.1%} of the "
+                f"absolute mass is negative; rows sum to {signed['row_sum_min']:.3g} to {signed['row_sum_max']:.3g}). "
+                "Rollout multiplies row-stochastic maps; renormalising these rows would misstate what the model "
+                "computes.")
+    problem = rollout_problem([m[:1] for m in maps], tokens=_tokens(grids[0]))
+    return None if problem is None else f"No rollout: {problem}."
+
+
 def rollout_heat(maps: list, grids: list[dict], fusion: str = "mean", discard: float = 0.0) -> np.ndarray | None:
-    """Attention rollout read at the class token (or averaged over queries) on the token grid; None when the
-    maps are not square over the same tokens in every layer."""
-    if not maps or any(g != grids[0] for g in grids) or grids[0]["q"] != grids[0]["k"]:
+    """Attention rollout read at the class token (or averaged over queries) on the token grid; None when
+    `rollout_refusal` gives a reason (maps not square over the same tokens in every layer, or not row-stochastic)."""
+    if rollout_refusal(maps, grids) is not None:
         return None
-    if any(m.shape[-1] != m.shape[-2] for m in maps):
-        return None
-    rollout = attention_rollout([m[:1] for m in maps], head_fusion=fusion, discard_ratio=discard)
+    rollout = attention_rollout([m[:1] for m in maps], head_fusion=fusion, discard_ratio=discard,
+                                tokens=_tokens(grids[0]))
     return cls_rollout_map(rollout, grids[0]["q"], has_cls=grids[0]["cls"])[0].numpy()
+
+
+def signed_summary(maps: list) -> dict | None:
+    """For maps (list of (B, heads, N_q, N_k)) that are not row-stochastic: {"negative_share": share of the
+    absolute mass in negative entries, "negative_entries": share of entries < 0, "row_sum_min"/"row_sum_max"}
+    over the first image; None when every row is a probability distribution."""
+    values = torch.cat([torch.as_tensor(m[0]).double().flatten() for m in maps])
+    sums = torch.cat([torch.as_tensor(m[0]).double().sum(-1).flatten() for m in maps])
+    if values.min() >= -STOCHASTIC_TOLERANCE and float((sums - 1).abs().max()) <= STOCHASTIC_TOLERANCE:
+        return None
+    return {"negative_share": float(values.clamp(max=0).abs().sum() / values.abs().sum()),
+            "negative_entries": float((values < 0).double().mean()),
+            "row_sum_min": float(sums.min()), "row_sum_max": float(sums.max())}
+
+
+def signed_caption(summary: dict) -> str:
+    return (f"Signed map: {summary['negative_share']:.1%} of its absolute mass is negative "
+            f"({summary['negative_entries']:.1%} of entries); rows sum to {summary['row_sum_min']:.3g} to "
+            f"{summary['row_sum_max']:.3g}, not 1. Colours are centred at 0 (blue < 0 < red).")
+
+
+def operator_share_table(art) -> pd.DataFrame:
+    """Per layer, each part of the implied operator: |part @ V| / |output| (head mean, first image)."""
+    rows = []
+    for layer, shares in enumerate(art.get("operator_shares", [])):
+        row = {"layer": layer}
+        row.update({f"|{name} · V| / |output|": float(s[0].mean()) for name, s in shares.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def class_attention_heats(art) -> list[dict[str, np.ndarray]]:

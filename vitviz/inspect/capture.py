@@ -9,20 +9,34 @@ Artifacts (keys are absent where the variant has no such thing):
 
 - ``logits``             (B, classes)
 - ``attention``          list over token-attention blocks of exact softmax maps (B, heads, N_q, N_k)
-- ``implied_attention``  Performer / Nystromformer: the N x N matrix the approximation stands for
-                         (only when asked, and only up to ``max_implied_tokens`` tokens)
-- ``projected_attention`` Linformer: the softmax map over the k projected keys (B, heads, N, k)
+- ``implied_attention``  Performer / Nystromformer: the exact N x N operator the kernel applies to V
+                         (``map @ v`` is the kernel's output; the model never builds it): Performer's
+                         normalised phi(Q) phi(K)^T, Nystromformer's three-factor product plus its
+                         residual depthwise conv as a banded matrix (signed; rows need not sum to 1).
+                         Only when asked, and only up to ``max_implied_tokens`` tokens
+- ``operator_parts``     the summands of each implied operator by name, e.g. {"nystrom": product,
+                         "conv": band} (B, heads, N, N) (only when asked)
+- ``operator_shares``    with ``operator_parts``: per part |part @ v| / |output| per (B, heads), the
+                         size of its contribution relative to the kernel's output (shares need not
+                         add up to 1: the parts' outputs are vectors that partly cancel)
+- ``projected_attention`` Linformer: the softmax map over the k projected keys (B, heads, N, k); the
+                         kernel's output is this map @ (F v), F = ``kernel.proj_v``
 - ``grids``              per token-attention block {"q": (h, w), "k": (h, w), "cls": bool}: the
                          query/key token grids (CvT's keys are strided) and whether token 0 is a
                          class token
 - ``xca``                XCiT: cross-covariance maps per block (B, heads, d_h, d_h)
-- ``temperatures``       XCiT: the learned XCA temperatures (blocks, heads)
+- ``temperatures``       XCiT: the learned XCA temperatures (blocks, heads) as timm stores them: the
+                         multiplier t in softmax(t q^ k^T) (the XCiT paper divides by tau: tau = 1 / t)
 - ``class_attention``    XCiT: class-token attention per class-attention block (B, heads, N + 1)
 - ``qkv``                list over blocks of (q, k, v), each (B, heads, N, d_h) as the attention
                          consumes them (after RoPE; CvT after its convolutional projection)
 - ``codes``              F-SNE: (blocks, 3, code_length), rows c_q, c_k, c_v
-- ``token_mixing``       FNet / Mixer (no attention): Mixer's token-mixing fc1 weights per block
-                         (hidden, N); FNet's fixed mixing is the real part of the N x N DFT
+- ``token_mixing``       MLP-Mixer (no attention): the first token-mixing layer's weights per block
+                         (hidden, N): rows are hidden units, columns tokens (not an N x N map: the
+                         token MLP is nonlinear)
+- ``fourier_mixing``     FNet (no attention): {"tokens": (2, N, N), "channels": (2, C, C)}, the cosine
+                         and sine DFT matrices [C, S] of each axis; the mixing is exactly
+                         C_N X C_C - S_N X S_C
 - ``notes``              list of plain-language remarks (why something is absent or approximate)
 - ``block_names``        module paths of the attention blocks, for labels
 """
@@ -36,15 +50,16 @@ from timm.models.cait import ClassAttn as CaitClassAttn
 from timm.models.xcit import XCA, ClassAttn as XcitClassAttn
 
 from ..layers.attention import AttentionKernel
+from ..layers.fourier import dft_parts
 from ..layers.qkv_embedding import FullySharedQKV
 from ..models.cvt import ConvAttention
 from ..models.xcit import EmbeddedClassAttention
 from .codes import qkv_codes
 from .exclusive import eval_mode
 
-ARTIFACTS = ("logits", "attention", "implied_attention", "projected_attention", "grids", "xca", "temperatures",
-             "class_attention", "qkv", "codes", "token_mixing")
-DEFAULT_WANT = frozenset(ARTIFACTS) - {"implied_attention", "qkv"}
+ARTIFACTS = ("logits", "attention", "implied_attention", "operator_parts", "operator_shares", "projected_attention",
+             "grids", "xca", "temperatures", "class_attention", "qkv", "codes", "token_mixing", "fourier_mixing")
+DEFAULT_WANT = frozenset(ARTIFACTS) - {"implied_attention", "operator_parts", "operator_shares", "qkv"}
 CLASS_ATTENTION_TYPES = (XcitClassAttn, CaitClassAttn)
 
 
@@ -167,8 +182,11 @@ class _Recorder:
             def on_map(module, args, output, key=key):
                 self._append(key, output.detach().float().cpu())
             self._hook(kernel.attention_map, on_map)
-        if kind == "implied" and "implied_attention" in self.want:
+        parts = kind == "implied" and bool({"operator_parts", "operator_shares"} & self.want)
+        if kind == "implied" and ("implied_attention" in self.want or parts):
             self._hook(kernel, self._guard_implied_size, pre=True)
+        if parts:
+            self._hook(kernel, self._record_parts, pre=True)
         if "qkv" in self.want:
             def on_inputs(module, args):
                 self._append("qkv", tuple(t.detach().float().cpu() for t in args[:3]))
@@ -179,6 +197,15 @@ class _Recorder:
         if n > self.max_implied:
             raise ValueError(f"implied attention of {n} tokens is {n}x{n} per head; capture allows up to "
                              f"max_implied_tokens={self.max_implied} (raise it, or use a smaller input)")
+
+    def _record_parts(self, kernel, args):
+        q, k, v = args[:3]
+        parts = kernel.operator_parts(q, k)
+        outputs = {name: part @ v.float() for name, part in parts.items()}
+        total = sum(outputs.values()).flatten(-2).norm(dim=-1)
+        self._append("operator_parts", {name: part.detach().float().cpu() for name, part in parts.items()})
+        self._append("operator_shares", {name: (out.flatten(-2).norm(dim=-1) / total).detach().float().cpu()
+                                         for name, out in outputs.items()})
 
     def _install_xca(self, name: str, xca: XCA):
         self._append("block_names", name)
@@ -207,18 +234,18 @@ class _Recorder:
         blocks = getattr(model, "blocks", [])
         tokens = [getattr(b, "mlp_tokens", None) for b in blocks]
         if blocks and all(t is not None for t in tokens):
-            self.notes.append("MLP-Mixer has no attention: showing its token-mixing MLP weights (hidden x tokens) "
-                              "per block instead.")
+            self.notes.append("MLP-Mixer has no attention: each block mixes tokens by an MLP along the token axis, "
+                              "W2 GELU(W1 X + b1) + b2, which is nonlinear, so there is no N x N map; shown are the "
+                              "first layer's weights W1 (hidden units x tokens) per block.")
             if "token_mixing" in self.want:
                 self.data["token_mixing"] = [t.fc1.weight.detach().float().cpu() for t in tokens]
         elif blocks and all(hasattr(b, "mixing") for b in blocks):
-            self.notes.append("FNet has no attention: its token mixing is the fixed, parameter-free real part of the "
-                              "2-D DFT (over tokens and channels); shown is the real DFT matrix over tokens.")
-            if "token_mixing" in self.want:
-                n = model.patch_embed.num_patches if hasattr(model, "patch_embed") else None
-                if n is not None:
-                    idx = torch.arange(n, dtype=torch.float64)
-                    self.data["token_mixing"] = [torch.cos(2 * torch.pi * idx[:, None] * idx[None] / n).float()]
+            self.notes.append("FNet has no attention: every block mixes tokens by the fixed, parameter-free "
+                              "Re(FFT_tokens(FFT_channels(X))) = C_N X C_C - S_N X S_C (C, S: cosine and sine DFT "
+                              "matrices); both terms are shown.")
+            if "fourier_mixing" in self.want:
+                self.data["fourier_mixing"] = {"tokens": torch.stack(dft_parts(model.patch_embed.num_patches)),
+                                               "channels": torch.stack(dft_parts(model.embed_dim))}
         else:
             self.notes.append(f"{type(model).__name__} has no attention module that capture knows.")
         if self.data.get("grids") is None and _token_grid(model) is not None and "grids" in self.want:
@@ -248,8 +275,10 @@ def capture(model: nn.Module, images: torch.Tensor, want: str | Iterable[str] | 
     data["logits"] = logits.detach().float().cpu()
     notes = recorder.notes
     if "implied_attention" in data:
-        notes.append("implied_attention is the N x N matrix an efficient attention approximates; the model never "
-                     "builds it, so read it as an approximation of softmax attention.")
+        notes.append("implied_attention is exactly the N x N operator the efficient kernel applies to V (the model "
+                     "never builds it): it is what this model computes, and it approximates softmax attention. "
+                     "Nystromformer's includes its residual conv and can be negative, with rows not summing to 1.")
     if "projected_attention" in data:
-        notes.append("Linformer attends over k projected keys, not over tokens: projected_attention is N x k.")
+        notes.append("Linformer attends over k projected keys, not over tokens: projected_attention is N x k, "
+                     "applied to the projected values F V.")
     return Artifacts(data, notes)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .attention_views import attention_source, class_attention_heats, query_heat, rollout_heat
+from .attention_views import (attention_source, class_attention_heats, query_heat, rollout_heat, rollout_refusal,
+                              signed_summary)
 
 __all__ = ["VIEWS", "CAPTURE_WANT", "attention_view", "preferred_defaults", "top_predictions"]
 
@@ -16,17 +17,24 @@ VIEWS = ("attention rollout / class attention", "last-layer attention (class tok
 CAPTURE_WANT = ("attention", "implied_attention", "projected_attention", "class_attention", "grids")
 
 
-def _approx(key: str) -> str:
-    return " of the implied maps (an approximation)" if key == "implied_attention" else ""
+def _approx(key: str, maps: list) -> str:
+    if key != "implied_attention":
+        return ""
+    signed = signed_summary(maps[-1:])
+    sign = "" if signed is None else f"; signed, {signed['negative_share']:.0%} of its mass negative"
+    return (" of the implied map (exactly what the model computes; the model's attention is an approximation "
+            f"of softmax{sign})")
 
 
 def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
     """The heat of an attention view (one of the first two `VIEWS`) and a caption.
 
     Rollout: attention rollout of the token maps read at the class token (CvT, whose keys are strided, falls
-    back to the last layer's class-token map); for XCiT (no token attention map) the class attention, averaged over heads and class-attention blocks. Last layer: the class
-    token's attention in the last token-attention layer (head mean); for XCiT the last class-attention
-    block. Models without attention maps (FNet, Mixer, Linformer's projected keys) give None and why.
+    back to the last layer's class-token map; signed maps such as Nystromformer's are not rolled out, and the
+    caption says why); for XCiT (no token attention map) the class attention, averaged over heads and
+    class-attention blocks. Last layer: the class token's attention in the last token-attention layer (head
+    mean); for XCiT the last class-attention block. Models without attention maps (FNet, Mixer, Linformer's
+    projected keys) give None and why.
     """
     if view not in VIEWS[:2]:
         raise ValueError(f"unknown attention view {view!r}; choose from {', '.join(VIEWS[:2])}")
@@ -37,14 +45,15 @@ def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
         if rollout:
             heat = rollout_heat(maps, grids)
             if heat is not None:
-                return heat, "attention rollout" + _approx(key)
-            if grids[-1]["cls"]:  # CvT: strided keys, no rollout; its last stage has a class token
+                return heat, "attention rollout" + _approx(key, maps)
+            strided = any(g["q"] != g["k"] for g in grids)
+            if strided and grids[-1]["cls"]:  # CvT: strided keys, no rollout; its last stage has a class token
                 return (query_heat(maps[-1][0], grids[-1], 0), "no rollout over strided keys: class token, "
-                        "last layer, head mean" + _approx(key))
-            return None, "Rollout needs square maps over the same tokens in every layer (not the case here)."
+                        "last layer, head mean" + _approx(key, maps))
+            return None, rollout_refusal(maps, grids)
         if not grids[-1]["cls"]:
             return None, "The last attention layer has no class token."
-        return query_heat(maps[-1][0], grids[-1], 0), "class token, last layer, head mean" + _approx(key)
+        return query_heat(maps[-1][0], grids[-1], 0), "class token, last layer, head mean" + _approx(key, maps)
     if "class_attention" in art and len(art["class_attention"]):
         heats = class_attention_heats(art)
         if rollout:

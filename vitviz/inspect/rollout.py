@@ -8,9 +8,15 @@ the network by multiplying the (head-fused, residual-corrected) attention matric
 
 Row i of R is a distribution over input tokens for output token i.
 
-Only token-to-token attention (B, heads, N, N) can be rolled out. XCiT's XCA maps are
-channel-by-channel (d_h x d_h per head), and its class-attention maps are (B, heads, 1, N), so
-neither is a token rollout; pass maps from token-attention models (ViT, CvT softmax, ...).
+Only token-to-token, row-stochastic attention can be rolled out, and `attention_rollout` refuses
+anything else with a ValueError saying why:
+- the caller states the model's token count (`tokens`); maps of another size are refused. XCiT's
+  XCA maps are channel-by-channel (d_h x d_h per head) and its class-attention maps are
+  (B, heads, 1, N): neither is a token map, whatever its size happens to be;
+- every row must be a probability distribution (entries >= 0, sums 1). Nystromformer's exact
+  operator is signed, with rows that do not sum to 1; renormalising it as if it were
+  probabilities would misstate what the model computes, so it is refused
+  (`rollout_problem` gives the reason without raising).
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ import torch.nn.functional as F
 
 HEAD_FUSIONS = ("mean", "min", "max")
 
-__all__ = ["HEAD_FUSIONS", "fuse_heads", "attention_rollout", "cls_rollout_map", "upsample_map"]
+__all__ = ["HEAD_FUSIONS", "fuse_heads", "attention_rollout", "rollout_problem", "cls_rollout_map", "upsample_map"]
+
+STOCHASTIC_TOLERANCE = 1e-3   # |row sum - 1| and -min(entry) allowed for a row-stochastic map
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -67,12 +75,43 @@ def _row_normalise(a: torch.Tensor) -> torch.Tensor:
     return torch.where(empty, eye, a / torch.where(empty, torch.ones_like(sums), sums))
 
 
+def rollout_problem(attentions: Sequence[torch.Tensor], tokens: int) -> str | None:
+    """Why `attention_rollout(attentions, tokens=tokens)` would refuse these maps, or None if it accepts them."""
+    blocks = list(attentions)
+    if not blocks:
+        return "attention_rollout needs at least one block of attention"
+    first_shape = None
+    for i, attn in enumerate(blocks):
+        attn = _as_tensor(attn)
+        if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
+            return (f"attention_rollout needs square token attention (B, heads, N, N); block {i} has shape "
+                    f"{tuple(attn.shape)}")
+        if attn.shape[-1] != tokens:
+            return (f"block {i} is {attn.shape[-1]} x {attn.shape[-1]}, but the model has {tokens} tokens: not a "
+                    "token-to-token map (XCiT's XCA maps are d_h x d_h over channels)")
+        if first_shape is None:
+            first_shape = attn.shape
+        elif attn.shape[0] != first_shape[0]:
+            return (f"block {i} has shape {tuple(attn.shape)}, but block 0 has {tuple(first_shape)}: every block "
+                    "needs the same batch size")
+        low, sums = float(attn.min()), attn.sum(-1)
+        off = float((sums - 1).abs().max())
+        if low < -STOCHASTIC_TOLERANCE or off > STOCHASTIC_TOLERANCE:
+            return (f"block {i} is not row-stochastic (smallest entry {low:.3g}, row sums "
+                    f"{float(sums.min()):.3g} to {float(sums.max()):.3g}): rollout multiplies probability "
+                    "distributions, and renormalising a signed operator would misstate it")
+    return None
+
+
 def attention_rollout(attentions: Sequence[torch.Tensor], head_fusion: str = "mean",
-                      discard_ratio: float = 0.0, residual: bool = True) -> torch.Tensor:
+                      discard_ratio: float = 0.0, residual: bool = True, *, tokens: int) -> torch.Tensor:
     """Roll attention out through the blocks; returns R (B, N, N) with rows summing to 1.
 
     attentions: one tensor per block, in forward order, each (B, heads, N, N) with the same B and N
-        (a stacked (blocks, B, heads, N, N) tensor works too).
+        (a stacked (blocks, B, heads, N, N) tensor works too); every row a probability distribution
+        (within 1e-3), else ValueError (see `rollout_problem`).
+    tokens: the model's token count N (patch tokens + class token); maps of any other size are
+        refused, which is how channel maps (XCiT's d_h x d_h) are told apart from token maps.
     head_fusion: "mean", "min" or "max" over heads.
     discard_ratio: per block and per sample, the lowest `discard_ratio` fraction of the off-diagonal
         entries of the fused map is set to 0 before the residual is added (the diagonal is never
@@ -87,20 +126,12 @@ def attention_rollout(attentions: Sequence[torch.Tensor], head_fusion: str = "me
     if not 0.0 <= float(discard_ratio) <= 1.0:
         raise ValueError(f"discard_ratio must be in [0, 1], got {discard_ratio}")
     blocks = list(attentions)
-    if not blocks:
-        raise ValueError("attention_rollout needs at least one block of attention")
+    problem = rollout_problem(blocks, tokens)
+    if problem is not None:
+        raise ValueError(problem)
     rollout = None
-    first_shape = None
-    for i, attn in enumerate(blocks):
+    for attn in blocks:
         attn = _as_tensor(attn)
-        if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
-            raise ValueError(f"attention_rollout needs square token attention (B, heads, N, N); block {i} has "
-                             f"shape {tuple(attn.shape)}")
-        if first_shape is None:
-            first_shape = attn.shape
-        elif attn.shape[0] != first_shape[0] or attn.shape[-1] != first_shape[-1]:
-            raise ValueError(f"block {i} has shape {tuple(attn.shape)}, but block 0 has {tuple(first_shape)}: "
-                             "every block needs the same batch size and token count")
         a = fuse_heads(attn.to(_work_dtype(attn)), head_fusion)
         if discard_ratio > 0:
             a = _discard_lowest(a, float(discard_ratio))

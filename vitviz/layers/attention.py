@@ -4,13 +4,21 @@ A *kernel* takes per-head queries, keys and values (B, H, N_q, d), (B, H, N_k, d
 and returns (B, H, N_q, d). Projections live outside (in `TokenAttention` for ViT, in the CvT
 block for CvT), so the same kernel drops into either backbone.
 
-Every kernel offers the same two things to inspection code:
-- `map_kind`: "exact" (softmax), "implied" (Performer, Nystromformer: the N x N matrix the
-  approximation stands for) or "projected" (Linformer: an N x k map over projected keys);
+Every kernel offers the same things to inspection code:
+- `map_kind`: "exact" (softmax), "implied" (Performer, Nystromformer: the N x N linear operator
+  the kernel applies to v, which it never builds) or "projected" (Linformer: an N x k map over
+  projected keys, applied to the projected values F v);
+- `implied_attention(q, k)`: that operator, exactly: `implied_attention(q, k) @ v` is the kernel's
+  output (Linformer: `@ F v`). Performer's and Nystromformer's approximate softmax attention, but
+  they are what the model computes. Nystromformer's is signed (pseudo-inverse) and includes its
+  residual depthwise conv as a banded matrix; `operator_parts(q, k)` returns the summands;
 - `need_map` (default False) and a hookable `attention_map` Identity module: when `need_map` is
-  set, the kernel materialises its (implied) map and passes it through `attention_map`, where a
-  forward hook can record it. With `need_map` off, softmax takes the fused
+  set, the kernel materialises its map and passes it through `attention_map`, where a forward
+  hook can record it. With `need_map` off, softmax takes the fused
   `scaled_dot_product_attention` path and the linear kernels never build an N x N matrix.
+
+Every kernel takes `scale` (default head_dim^-0.5) for the query-key logits; CvT-13's official
+code scales by the stage width instead.
 
 - SoftmaxKernel       softmax(q k^T / sqrt(d)) v
 - PerformerKernel     FAVOR+: positive orthogonal random features, m = round(d ln d)   (Choromanski 2021)
@@ -30,22 +38,26 @@ from torch import nn
 class AttentionKernel(nn.Module):
     map_kind = "exact"
 
-    def __init__(self, head_dim: int):
+    def __init__(self, head_dim: int, scale: float | None = None):
         super().__init__()
         self.head_dim = head_dim
-        self.scale = head_dim ** -0.5
+        self.scale = head_dim ** -0.5 if scale is None else float(scale)
         self.need_map = False
         self.attention_map = nn.Identity()  # hook point for the (implied) attention map
 
     def implied_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def operator_parts(self, q: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The summands of `implied_attention` by name (one part unless the kernel adds several)."""
+        return {type(self).__name__.removesuffix("Kernel").lower(): self.implied_attention(q, k)}
+
 
 class SoftmaxKernel(AttentionKernel):
     """Exact attention: fused SDPA unless a map is requested, then the explicit path."""
 
-    def __init__(self, head_dim: int, attn_drop: float = 0.0):
-        super().__init__(head_dim)
+    def __init__(self, head_dim: int, attn_drop: float = 0.0, scale: float | None = None):
+        super().__init__(head_dim, scale)
         self.attn_drop = attn_drop
 
     def implied_attention(self, q, k):
@@ -54,18 +66,23 @@ class SoftmaxKernel(AttentionKernel):
     def forward(self, q, k, v):
         drop = self.attn_drop if self.training else 0.0
         if not self.need_map:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
         attn = self.attention_map(self.implied_attention(q, k))
         return F.dropout(attn, drop, self.training) @ v
 
 
 def orthogonal_random_features(num_features: int, head_dim: int, generator=None) -> torch.Tensor:
     """(m, d) Gaussian projection with orthogonal rows within each d-block, rows rescaled to
-    chi-distributed norms so each row is marginally N(0, I) (Performer's ORF)."""
+    chi-distributed norms so each row is marginally N(0, I) (Performer's ORF).
+
+    Each block is the Q of a Gaussian matrix's QR decomposition with its columns multiplied by
+    sign(diag R): that makes Q Haar-distributed (isotropic rows); LAPACK's Q alone is not, and the
+    estimator's error then stops falling as features grow."""
     blocks, remaining = [], num_features
     while remaining > 0:
         g = torch.randn(head_dim, head_dim, generator=generator)
-        q, _ = torch.linalg.qr(g)
+        q, r = torch.linalg.qr(g)
+        q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)
         blocks.append(q.t()[:remaining])
         remaining -= head_dim
     w = torch.cat(blocks)
@@ -74,15 +91,16 @@ def orthogonal_random_features(num_features: int, head_dim: int, generator=None)
 
 
 class PerformerKernel(AttentionKernel):
-    """FAVOR+ with positive random features phi(x) = exp(w^T x - |x|^2 / 2) / sqrt(m), x = x / d^(1/4).
+    """FAVOR+ with positive random features phi(x) = exp(w^T x - |x|^2 / 2) / sqrt(m), x = x * scale^(1/2)
+    (x / d^(1/4) by default).
 
     The projection is a fixed (persistent) buffer so a checkpoint reproduces the same features;
     `redraw_features()` samples new ones. Feature maps are computed in float32.
     """
     map_kind = "implied"
 
-    def __init__(self, head_dim: int, num_features: int | None = None):
-        super().__init__(head_dim)
+    def __init__(self, head_dim: int, num_features: int | None = None, scale: float | None = None):
+        super().__init__(head_dim, scale)
         self.num_features = num_features or int(round(head_dim * math.log(head_dim)))
         self.register_buffer("projection", orthogonal_random_features(self.num_features, head_dim))
 
@@ -92,7 +110,7 @@ class PerformerKernel(AttentionKernel):
         self.projection.copy_(w.to(self.projection))
 
     def feature_map(self, x: torch.Tensor, is_query: bool) -> torch.Tensor:
-        x = x.float() * self.head_dim ** -0.25
+        x = x.float() * self.scale ** 0.5
         proj = x @ self.projection.float().t()
         sq_norm = (x ** 2).sum(-1, keepdim=True) / 2
         # a per-row (queries) or per-head (keys) constant cancels in the normalisation
@@ -120,8 +138,9 @@ class LinformerKernel(AttentionKernel):
     """
     map_kind = "projected"
 
-    def __init__(self, head_dim: int, seq_len: int, k: int = 64, attn_drop: float = 0.0):
-        super().__init__(head_dim)
+    def __init__(self, head_dim: int, seq_len: int, k: int = 64, attn_drop: float = 0.0,
+                 scale: float | None = None):
+        super().__init__(head_dim, scale)
         self.seq_len, self.k = seq_len, k
         self.proj_k = nn.Linear(seq_len, k, bias=False)
         self.proj_v = nn.Linear(seq_len, k, bias=False)
@@ -146,7 +165,7 @@ class LinformerKernel(AttentionKernel):
         kp, vp = self._project(k, self.proj_k), self._project(v, self.proj_v)
         drop = self.attn_drop if self.training else 0.0
         if not self.need_map:
-            return F.scaled_dot_product_attention(q, kp, vp, dropout_p=drop)
+            return F.scaled_dot_product_attention(q, kp, vp, dropout_p=drop, scale=self.scale)
         attn = self.attention_map(((q * self.scale) @ kp.transpose(-2, -1)).softmax(-1))
         return F.dropout(attn, drop, self.training) @ vp
 
@@ -177,12 +196,17 @@ class NystromKernel(AttentionKernel):
     multiple of m, segments differ in length by at most one token instead of zero-padding
     ([ours]; identical to the paper's segment means when m divides N). The residual conv needs
     N_q == N_k; set conv_kernel=0 to drop it (CvT's strided keys do).
+
+    Both terms are linear in V along the token axis, so the kernel's exact operator is the
+    three-factor product plus the conv as a banded (N, N) matrix per head (`operator_parts`).
     """
     map_kind = "implied"
 
     def __init__(self, head_dim: int, num_heads: int, num_landmarks: int = 64,
-                 pinv_iterations: int = 6, conv_kernel: int = 33):
-        super().__init__(head_dim)
+                 pinv_iterations: int = 6, conv_kernel: int = 33, scale: float | None = None):
+        super().__init__(head_dim, scale)
+        if conv_kernel and conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd (or 0 for no conv), got {conv_kernel}")
         self.num_landmarks, self.pinv_iterations = num_landmarks, pinv_iterations
         self.res_conv = (nn.Conv2d(num_heads, num_heads, (conv_kernel, 1), padding=(conv_kernel // 2, 0),
                                    groups=num_heads, bias=False) if conv_kernel else None)
@@ -199,16 +223,36 @@ class NystromKernel(AttentionKernel):
         kernel_3 = (q_land @ k.transpose(-2, -1)).softmax(-1)
         return kernel_1, iterative_pinv(kernel_2, self.pinv_iterations), kernel_3
 
-    def implied_attention(self, q, k):
+    def _has_conv(self, n_q: int, n_k: int) -> bool:
+        return self.res_conv is not None and n_q == n_k
+
+    def conv_band(self, n: int) -> torch.Tensor:
+        """(heads, n, n) matrix C with C[h] @ v[h] == res_conv(v)[h]: C[h, i, j] = w[h, j - i + K // 2]."""
+        w = self.res_conv.weight[:, 0, :, 0].float()                       # (heads, K)
+        half = w.shape[-1] // 2
+        idx = torch.arange(n, device=w.device)
+        offset = idx[None, :] - idx[:, None] + half                        # (n, n)
+        inside = (offset >= 0) & (offset < w.shape[-1])
+        return w[:, offset.clamp(0, w.shape[-1] - 1)] * inside
+
+    def operator_parts(self, q, k):
         k1, k2_inv, k3 = self._factors(q, k)
-        return k1 @ k2_inv @ k3
+        parts = {"nystrom": k1 @ k2_inv @ k3}
+        if self._has_conv(q.shape[-2], k.shape[-2]):
+            parts["conv"] = self.conv_band(q.shape[-2]).expand_as(parts["nystrom"])
+        return parts
+
+    def implied_attention(self, q, k):
+        return sum(self.operator_parts(q, k).values())
 
     def forward(self, q, k, v):
         k1, k2_inv, k3 = self._factors(q, k)
+        conv = self._has_conv(q.shape[-2], v.shape[-2])
         if self.need_map:
-            self.attention_map(k1 @ k2_inv @ k3)
+            product = k1 @ k2_inv @ k3
+            self.attention_map(product + self.conv_band(q.shape[-2]) if conv else product)
         out = (k1 @ (k2_inv @ (k3 @ v.float()))).to(v.dtype)
-        if self.res_conv is not None and q.shape[-2] == v.shape[-2]:
+        if conv:
             out = out + self.res_conv(v)
         return out
 
