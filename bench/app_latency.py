@@ -1,7 +1,10 @@
 """App latency on this machine (issue targets on a 2-core CPU: first render <= 5 s, layer/head change
 <= 300 ms, all attention maps of one model for one image <= 150 ms, a 4-variant compare <= 2 s).
 
-python bench/app_latency.py [--checkpoint-dir checkpoints] [--repeats 7]
+python bench/app_latency.py [--checkpoint-dir checkpoints] [--repeats 7] [--first-render-only]
+
+The first page render is measured twice: with `streamlit run app.py` and with `python -m vitviz app` (the
+launcher, which warms imports and tables before the server accepts the first session).
 
 Library timings call what the pages call (warm caches excluded: every capture is computed afresh);
 browser timings drive `streamlit run app.py` with headless Chromium (Debian's package) via Playwright.
@@ -66,7 +69,16 @@ def library_timings(directory: Path, repeats: int) -> dict:
             "compare_4_checkpoints": four}
 
 
-def browser_timings(directory: Path, repeats: int) -> dict:
+SERVERS = {  # how the app is started: name -> command (the port is appended)
+    "streamlit run app.py": lambda port: [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                                          "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                                          "--server.port", str(port)],
+    "python -m vitviz app": lambda port: [sys.executable, "-m", "vitviz", "app", "--port", str(port)],
+}
+
+
+def browser_timings(directory: Path, repeats: int, server: str = "streamlit run app.py",
+                    interactions: bool = True) -> dict:
     from playwright.sync_api import sync_playwright
     from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy
     if CHROMIUM is None:
@@ -74,9 +86,8 @@ def browser_timings(directory: Path, repeats: int) -> dict:
     port = free_port()
     env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(directory), PYTHONPATH=str(ROOT))
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(SERVERS[server](port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     out = {}
     try:
@@ -90,6 +101,9 @@ def browser_timings(directory: Path, repeats: int) -> dict:
             page.goto(url)
             page.locator('[data-testid="stDataFrame"]').first.wait_for()
             out["first_render_s"] = time.perf_counter() - start
+            if not interactions:
+                browser.close()
+                return out
 
             def idle():
                 page.wait_for_timeout(50)
@@ -135,27 +149,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint-dir", default=str(ROOT / "checkpoints"))
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--first-render-only", action="store_true",
+                        help="only the first page render of both servers (no library or interaction timings)")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     directory = Path(args.checkpoint_dir)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_threads": torch.get_num_threads(),
               "command": "python bench/app_latency.py " + " ".join(sys.argv[1:]),
-              "library": library_timings(directory, args.repeats),
-              "browser": browser_timings(directory, args.repeats)}
+              "library": {} if args.first_render_only else library_timings(directory, args.repeats),
+              "browser": browser_timings(directory, args.repeats, interactions=not args.first_render_only),
+              "launcher": browser_timings(directory, args.repeats, "python -m vitviz app", interactions=False)}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"app-latency-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(result, indent=1))
-    lib, web = result["library"], result["browser"]
+    lib, web, launched = result["library"], result["browser"], result["launcher"]
     lines = [f"## App latency — {result['date']} — CPU, {result['cpu_threads']} threads", "",
              f"`{result['command']}`", "", "| measure | target | measured |", "|---|---|---|"]
-    if "first_render_s" in web:
-        lines += [f"| first page render (server already up; server start {web['server_start_s']:.1f} s) | ≤ 5 s | "
-                  f"{web['first_render_s']:.2f} s |",
-                  f"| layer change (Attention, vit_softmax_32) | ≤ 300 ms | {web['layer_change_ms']:.0f} ms |",
+    for name, timing in (("streamlit run app.py", web), ("python -m vitviz app", launched)):
+        if "first_render_s" in timing:
+            lines.append(f"| first page render, `{name}` (server up after {timing['server_start_s']:.1f} s) | ≤ 3 s | "
+                         f"{timing['first_render_s']:.2f} s |")
+    if "layer_change_ms" in web:
+        lines += [f"| layer change (Attention, vit_softmax_32) | ≤ 300 ms | {web['layer_change_ms']:.0f} ms |",
                   f"| head change (Attention, vit_softmax_32) | ≤ 300 ms | {web['head_change_ms']:.0f} ms |"]
-    lines.append(f"| 4-variant compare ({', '.join(lib['compare_4_checkpoints'])}) | ≤ 2 s | "
-                 f"{lib['compare_4_ms']:.0f} ms |")
-    lines += [f"| all attention maps, {name} | ≤ 150 ms | {ms:.0f} ms |" for name, ms in lib["attention_maps_ms"].items()]
+    if lib:
+        lines.append(f"| 4-variant compare ({', '.join(lib['compare_4_checkpoints'])}) | ≤ 2 s | "
+                     f"{lib['compare_4_ms']:.0f} ms |")
+        lines += [f"| all attention maps, {name} | ≤ 150 ms | {ms:.0f} ms |"
+                  for name, ms in lib["attention_maps_ms"].items()]
     text = "\n".join(lines) + "\n\n"
     with open(ROOT / "bench" / "RESULTS.md", "a") as f:
         f.write(text)

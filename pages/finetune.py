@@ -7,23 +7,19 @@ from vitviz import figures
 from vitviz.data import DATASETS, DownloadError, download_dataset
 from vitviz.overview import finetune_datasets
 from vitviz.train.jobs import JobSpec
-from vitviz.ui import checkpoints_table, device_label
+from vitviz.checkpoints import CheckpointError, read_meta
+from vitviz.ui import device_label, pick_checkpoint
 from vitviz.ui.jobs_view import compare_with_parent, job_store
 
 ensure_app_navigation()
 st.title("Fine-tune")
 store = job_store()
-table, _ = checkpoints_table()
-if table.empty:
-    st.info("No checkpoint to fine-tune.")
+path = pick_checkpoint("Checkpoint", key="ft_checkpoint")
+try:
+    meta = read_meta(path)
+except CheckpointError as exc:
+    st.error(f"Cannot read this checkpoint: {exc}")
     st.stop()
-
-by_label = {f"{r['checkpoint']} ({r['dataset']})": r for r in table.to_dict("records")}
-choice = st.selectbox("Checkpoint", list(by_label), key="ft_checkpoint")
-row = by_label[choice]
-from vitviz.checkpoints import read_meta  # noqa: E402
-
-meta = read_meta(row["path"])
 options = finetune_datasets(meta)
 labels = [o["label"] + ("" if o["available"] else " — not downloaded") for o in options]
 first_available = next((i for i, o in enumerate(options) if o["available"]), 0)
@@ -31,7 +27,9 @@ picked = options[labels.index(st.selectbox("Dataset", labels, index=first_availa
 if not picked["available"]:
     info = DATASETS[picked["dataset"]]
     st.warning(f"{info.title} is not in the data directory.")
-    if st.button(f"Download {info.title} ({picked['download_mb']} MB)", key="ft_download"):
+    if not info.downloadable:
+        st.info(info.no_download or "This dataset has no download: place its files in the data directory.")
+    elif st.button(f"Download {info.title} ({picked['download_mb']} MB)", key="ft_download"):
         try:
             with st.spinner(f"Downloading {info.title} ..."):
                 download_dataset(picked["dataset"])
@@ -43,14 +41,15 @@ with st.form("ft_form"):
     cols = st.columns(4)
     budget = cols[0].radio("Budget", ["epochs", "steps"], horizontal=True, key="ft_budget")
     amount = cols[0].number_input("Epochs or steps", min_value=1, value=3, step=1, key="ft_amount")
-    lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1e-1, value=5e-4, format="%.5f",
-                              key="ft_lr")
+    lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1e-1, value=5e-4, format="%.1e",
+                              key="ft_lr", help="between 1e-6 and 1e-1")
     batch = cols[2].number_input("Batch size", min_value=1, max_value=4096, value=128, step=16, key="ft_batch")
     trainable = cols[3].radio("Train", ["all", "qkv", "head"], key="ft_trainable",
-                              help="all: every weight; qkv: only the Q/K/V embeddings and the head; head: only the head")
+                              help="all: every weight; qkv: only the Q/K/V embeddings and the head; "
+                                   "head: only the head")
     submitted = st.form_submit_button(f"Start fine-tune on {device_label()}", disabled=not picked["available"])
 if submitted:
-    spec = JobSpec(checkpoint=row["path"], dataset=picked["dataset"], data_root=picked["root"],
+    spec = JobSpec(checkpoint=path, dataset=picked["dataset"], data_root=picked["root"],
                    epochs=float(amount) if budget == "epochs" else None,
                    steps=int(amount) if budget == "steps" else None, lr=float(lr), batch_size=int(batch),
                    trainable=trainable)

@@ -7,8 +7,9 @@ import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures, metrics
+from vitviz.overview import default_pair
 from vitviz.ui import checkpoints_table, choose_checkpoint, show_figure, show_table
-from vitviz.ui.evaluations import comparison, paired_predictions, parent_pairs
+from vitviz.ui.evaluations import comparison, in_words, paired_predictions, parent_pairs
 from vitviz.ui.widgets import checkpoint_options
 
 MAX_IMAGES = 32
@@ -29,7 +30,9 @@ def select_pair(a_path, b_path):
 
 # Presets: ?checkpoint=<name> on the URL selects that checkpoint as B (and its parent as A, if listed);
 # the buttons select a fine-tuned checkpoint (B) and the checkpoint it was fine-tuned from (A).
-pairs = parent_pairs(checkpoints_table()[0])
+listed = checkpoints_table()[0]
+pairs = parent_pairs(listed)
+default_a, default_b = default_pair(listed)
 parent_of = dict(pairs)
 wanted = st.query_params.get("checkpoint")
 if wanted and st.session_state.get("pc_query") != wanted:
@@ -40,9 +43,6 @@ if wanted and st.session_state.get("pc_query") != wanted:
             select_pair(parent_of[match[0]], match[0])
         else:
             st.session_state["pc_b"] = label_of[match[0]]
-for key, default in (("pc_a", 0), ("pc_b", 1)):
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = list(options)[default]
 
 if pairs:
     st.caption("Fine-tuned checkpoints whose parent is listed: compare one with its parent (A = parent, "
@@ -53,8 +53,8 @@ if pairs:
                                    key=f"pc_preset_{i}", on_click=select_pair, args=(parent, child))
 
 left, right = st.columns(2)
-path_a, _, meta_a = choose_checkpoint("Checkpoint A", key="pc_a", container=left)
-path_b, _, meta_b = choose_checkpoint("Checkpoint B", key="pc_b", container=right)
+path_a, _, meta_a = choose_checkpoint("Checkpoint A", key="pc_a", container=left, default=default_a)
+path_b, _, meta_b = choose_checkpoint("Checkpoint B", key="pc_b", container=right, default=default_b)
 name_a, name_b = Path(path_a).stem, Path(path_b).stem
 if path_a == path_b:
     st.info("A and B are the same checkpoint; choose another B to see differences.")
@@ -79,13 +79,14 @@ cols[2].metric("B − A", f"{overall['difference']:+.2%}",
 cols[2].caption(f"{level:.0%} CI [{overall['diff_ci_low']:+.2%}, {overall['diff_ci_high']:+.2%}]")
 cols[3].metric("McNemar p", f"{overall['mcnemar_p']:.3g}",
                help="exact two-sided McNemar test over all samples")
-cols[3].caption(f"A right only: {overall['b_only_a_right']}, B right only: {overall['c_only_b_right']}"
+cols[3].caption(f"only A right: {overall['b_only_a_right']}, only B right: {overall['c_only_b_right']}"
                 + (" · significant" if overall["significant"] else ""))
 
 st.subheader("Per class")
-show_table(table, f"per_class_{name_a}_vs_{name_b}", key="pc_table",
-           column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
-                          if c.startswith(("accuracy", "ci_", "difference", "diff_"))})
+worded = in_words(table)
+show_table(worded, f"per_class_{name_a}_vs_{name_b}", key="pc_table",
+           column_config={c: st.column_config.NumberColumn(format="%.3f") for c in worded.columns
+                          if c.startswith(("accuracy", "A CI", "B CI", "difference"))})
 show_figure(figures.per_class_bars(table, names=(name_a, name_b)), "per_class_bars", key="pc_bars")
 show_figure(figures.difference_bars(table, names=(name_a, name_b)), "difference_bars", key="pc_diff")
 

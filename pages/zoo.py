@@ -16,8 +16,11 @@ else:
     show_table(table.drop(columns=["path"]), "checkpoints", key="zoo_checkpoints",
                column_config={"test_accuracy": st.column_config.NumberColumn(format="%.3f"),
                               "train_seconds": st.column_config.NumberColumn(format="%.0f")})
-for problem in problems:
-    st.warning(problem)
+if problems:
+    st.subheader(f"Unreadable checkpoint files ({len(problems)})")
+    st.caption("No page offers these until they are fixed or removed.")
+    for problem in problems:
+        st.warning(problem)
 
 st.subheader("Variant catalog")
 catalog = variant_table()

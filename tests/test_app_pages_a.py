@@ -1,13 +1,12 @@
-"""AppTests for the Cross-covariance, Q/K/V codes & weights and Compare pages on the tiny checkpoints."""
+"""AppTests for the Cross-covariance and Compare pages on the tiny checkpoints (Q/K/V codes & weights:
+test_app_codes_weights.py)."""
 import json
 import shutil
 
 import pytest
 import timm
-import torch
 
 from vitviz import checkpoints
-from vitviz.layers.qkv_embedding import FullySharedQKV
 
 from app_fixtures import run_page
 
@@ -87,98 +86,6 @@ def test_cross_covariance_only_xcit_and_widgets_change_the_figures(app_env):
 def test_cross_covariance_without_xcit_says_so(app_env, tmp_path, monkeypatch):
     only_checkpoint(app_env, tmp_path / "no_xcit", "tiny_vit_softmax", monkeypatch)
     at = run_page("cross_covariance")
-    assert any("No XCiT checkpoint" in i.value for i in at.info)
-    assert not at.get("plotly_chart")
-
-
-# --------------------------------------------------------------------------- codes & weights
-
-@pytest.fixture
-def with_child(app_env, tmp_path, monkeypatch):
-    """The tiny checkpoints plus an F-SNE child whose codes moved away from its parent's."""
-    directory = tmp_path / "ck"
-    shutil.copytree(app_env, directory)
-    parent = directory / "tiny_xcit_fsne.safetensors"
-    model, meta = checkpoints.load(parent)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, FullySharedQKV):
-                m.codes.add_(0.5)
-    keep = ("variant", "variant_kwargs", "classes", "img_size", "mean", "std", "dataset", "metrics", "train_config")
-    checkpoints.save(model, directory / "tiny_xcit_fsne_child", dict({k: meta[k] for k in keep}, parent=str(parent)))
-    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
-    return directory
-
-
-def test_codes_section_and_drift_from_parent(with_child):
-    at = run_page("codes_weights")
-    box = at.selectbox(key="cw_fsne")
-    assert all("fsne" in o for o in box.options) and len(box.options) == 2
-    select(at, "cw_fsne", "tiny_xcit_fsne (")
-    assert "codes c_q" in specs(at)[0]
-    assert not any("l2_change" in d.value.columns for d in at.dataframe)
-    assert any("no parent" in c.value for c in at.caption)
-    codes_before = specs(at)[:2]
-
-    select(at, "cw_fsne", "tiny_xcit_fsne_child")
-    assert specs(at)[:2] != codes_before
-    drift = at.dataframe[0].value
-    assert list(drift.columns[:2]) == ["block", "pathway"] and len(drift) == 2 * 3
-    assert (drift["l2_change"] > 0).all()
-    assert any("Code drift" in s.value for s in at.subheader)
-
-
-def test_weights_statistic_checkpoints_block_change_the_plots(app_env):
-    at = run_page("codes_weights")
-    ms = at.multiselect(key="cw_checkpoints")
-    assert len(ms.value) == 2 and all("xcit" in o for o in ms.options)  # every XCiT checkpoint preselected
-    ms.unselect(ms.value[1]).run()
-    ok(at)
-    ms = at.multiselect(key="cw_checkpoints")
-    assert len(ms.value) == 1
-    stat_before = specs(at)[2]
-    n_lines = len(trace_names(stat_before))
-
-    at.selectbox(key="cw_stat").select("effective_rank").run()
-    ok(at)
-    stat_after = specs(at)[2]
-    assert stat_after != stat_before and "effective_rank" in stat_after
-
-    other = next(o for o in ms.options if o not in ms.value)
-    at.multiselect(key="cw_checkpoints").select(other).run()
-    ok(at)
-    charts = specs(at)
-    assert len(trace_names(charts[2])) > n_lines
-    assert "tiny_xcit_fsne" in charts[3] and "tiny_xcit_linear" in charts[3]  # spectra of both
-    assert trace_names(charts[4]) == ["tiny_xcit_fsne", "tiny_xcit_linear"]
-    sims = at.dataframe[-1].value
-    assert set(sims["checkpoint"]) == {"tiny_xcit_fsne", "tiny_xcit_linear"}
-
-    at.selectbox(key="cw_block").select(1).run()
-    ok(at)
-    block1 = specs(at)
-    assert trace_data(block1[3], "y") != trace_data(charts[3], "y")
-    at.radio(key="cw_pathway").set_value("v").run()
-    ok(at)
-    assert "block 1, v" in specs(at)[4]
-    assert trace_data(specs(at)[4], "x") != trace_data(block1[4], "x")
-
-
-def test_codes_weights_without_fsne_says_so(app_env, tmp_path, monkeypatch):
-    only_checkpoint(app_env, tmp_path / "no_fsne", "tiny_xcit_linear", monkeypatch)
-    at = run_page("codes_weights")
-    assert any("No F-SNE checkpoint" in i.value for i in at.info)
-    assert len(at.get("plotly_chart")) == 3  # the weight section still renders
-
-
-def test_codes_weights_without_xcit_says_so(app_env, tmp_path, monkeypatch):
-    directory = tmp_path / "vit_only"
-    directory.mkdir()
-    for f in app_env.glob("tiny_vit_*"):
-        shutil.copy(f, directory / f.name)
-    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
-    at = run_page("codes_weights")
-    assert any("No F-SNE checkpoint" in i.value for i in at.info)
     assert any("No XCiT checkpoint" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 

@@ -44,8 +44,21 @@ def copy_checkpoints(source, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- per-class
 
-def test_per_class_table_confusions_and_cells(app_env):
+def test_per_class_opens_on_xcit_linear_vs_fsne_with_columns_in_words(app_env):
     at = run_page("per_class")
+    assert at.selectbox(key="pc_a").value.startswith("tiny_xcit_linear ")
+    assert at.selectbox(key="pc_b").value.startswith("tiny_xcit_fsne ")
+    columns = list(at.dataframe[0].value.columns)
+    assert "only A right" in columns and "only B right" in columns and not any("_" in c for c in columns)
+
+
+def test_per_class_table_confusions_and_cells(app_env):
+    from vitviz.ui.widgets import checkpoint_options
+    label = {path.rsplit("/", 1)[-1].removesuffix(".safetensors"): text for text, path in checkpoint_options().items()}
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["pc_a"], at.session_state["pc_b"] = label["tiny_vit_performer"], label["tiny_vit_softmax"]
+    at.switch_page("pages/per_class.py").run()
+    assert not at.exception, [e.value for e in at.exception]
     assert not at.warning, [w.value for w in at.warning]
     table = at.dataframe[0].value
     assert len(table) == 10 and list(table["class"]) == [str(i) for i in range(10)]
@@ -56,7 +69,7 @@ def test_per_class_table_confusions_and_cells(app_env):
     count = cell_count(at)
     grid = charts(at, "pc_cell_grid")
     assert count > 0 and len(grid) == 1 and len(next(iter(grid.values()))["data"]) == min(count, 32)
-    never_right = table.loc[table["accuracy_a"] == 0, "class"].iloc[0]
+    never_right = table.loc[table["accuracy A"] == 0, "class"].iloc[0]
     at.selectbox(key="pc_true").set_value(never_right)
     at.selectbox(key="pc_pred").set_value(never_right).run()
     assert cell_count(at) == 0 and not charts(at, "pc_cell_grid")
@@ -65,10 +78,10 @@ def test_per_class_table_confusions_and_cells(app_env):
     select(at, "pc_b", "tiny_xcit_fsne")
     after = at.dataframe[0].value
     assert len(after) == 10
-    assert not after["accuracy_b"].equals(before["accuracy_b"])
-    assert after["accuracy_a"].equals(before["accuracy_a"])
+    assert not after["accuracy B"].equals(before["accuracy B"])
+    assert after["accuracy A"].equals(before["accuracy A"])
     # a class A always gets right and B does not: its samples appear in "A right, B wrong"
-    cls = after.loc[(after["accuracy_a"] == 1) & (after["accuracy_b"] < 1), "class"].iloc[0]
+    cls = after.loc[(after["accuracy A"] == 1) & (after["accuracy B"] < 1), "class"].iloc[0]
     at.selectbox(key="pc_dis_class").set_value(cls).run()
     grid = charts(at, "pc_a_right_b_wrong")
     assert len(grid) == 1 and len(next(iter(grid.values()))["data"]) > 0
@@ -101,7 +114,7 @@ def test_per_class_parent_preset(app_env, tmp_path, monkeypatch):
     assert at.selectbox(key="pc_a").value.startswith("tiny_vit_softmax ")
     assert at.selectbox(key="pc_b").value.startswith("tiny_vit_softmax_ft ")
     table = at.dataframe[0].value
-    assert len(table) == 10 and table["difference"].abs().sum() > 0
+    assert len(table) == 10 and table["difference B − A"].abs().sum() > 0
 
     # the same preset from the URL: ?checkpoint=<fine-tuned> selects it as B and its parent as A
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)

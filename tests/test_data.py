@@ -212,6 +212,7 @@ def test_missing_dataset_message(tmp_path, name, folder):
     message = str(caught.value)
     assert str(tmp_path / folder) in message
     assert name in message and DATA_DIR_ENV in message and "download=True" in message
+    assert "--data-dir" in message and "root=..." not in message
     assert not is_available(name, root=tmp_path)
 
 
@@ -375,7 +376,22 @@ def test_download_with_bad_checksum_leaves_nothing(tmp_path, served_archive):
     root = tmp_path / "data"
     with pytest.raises(ChecksumMismatchError):
         load_dataset("cifar10", root=root, download=True)
-    assert fetched and list(root.iterdir()) == []
+    assert fetched and not root.exists()  # no empty data directory left behind
+
+
+def test_failed_download_says_what_to_do_next(tmp_path, monkeypatch):
+    def offline(url, destination, progress=None):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(download_module, "fetch_url", offline)
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError) as caught:
+        load_dataset("cifar10", root=root, download=True)
+    message = str(caught.value)
+    info = DATASETS["cifar10"]
+    assert "network is unreachable" in message and info.url in message and info.md5 in message
+    assert str(root / "cifar-10-batches-py") in message and "data_batch_1" in message and "--data-dir" in message
+    assert not root.exists()
 
 
 def test_no_download_unless_asked(tmp_path, served_archive):
@@ -401,7 +417,7 @@ def test_unsafe_archive_member_is_refused(tmp_path, monkeypatch):
     root = tmp_path / "data"
     with pytest.raises(DownloadError, match="unsafe path in archive"):
         load_dataset("cifar10", root=root, download=True)
-    assert list(root.iterdir()) == []
+    assert not root.exists()
     assert not (tmp_path / "escaped.txt").exists()
 
 

@@ -53,6 +53,8 @@ def test_job_runs_to_a_checkpoint_linked_to_its_parent(parent, tmp_path):
     assert meta["parent"] == str(parent) and meta["train_config"]["steps_done"] == 12
     assert meta["metrics"]["num_test_samples"] > 0 and len(meta["metrics"]["test_predictions"]) > 0
     assert JobStore(tmp_path).get(job_id).state == "done"  # a fresh store (app restart) sees the same
+    log = (tmp_path / f"{job_id}.log").read_text()  # the worker's own output, as it ran
+    assert "fine-tune" in log and "step 12/12" in log and "saving the checkpoint" in log and "done: " in log
 
 
 def test_cancel_stops_a_running_job_and_writes_nothing(parent, tmp_path):

@@ -72,6 +72,9 @@ __all__ = [
     "load",
     "read_meta",
     "list_checkpoints",
+    "checkpoint_candidates",
+    "checkpoint_files_exist",
+    "check_weights_size",
 ]
 
 FORMAT_VERSION = 1
@@ -377,6 +380,37 @@ def read_meta(path: str | os.PathLike) -> dict:
     return meta
 
 
+def timm_cfg_overlay(meta: dict) -> dict:
+    """The timm ``PretrainedCfg`` fields a checkpoint fixes (classes and their names, input size,
+    normalisation), so ``timm.data.resolve_data_config({}, model=model)`` gives its transform."""
+    return dict(num_classes=meta["num_classes"], label_names=tuple(meta["classes"]),
+                input_size=(3, meta["img_size"], meta["img_size"]), mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+
+
+def read_weights_meta(path: str | os.PathLike) -> dict | None:
+    """The vitviz metadata of a weights file: its JSON (``read_meta``) when beside it, else the copy of the
+    essential keys in its safetensors header; None for a safetensors file that vitviz did not write.
+    Reads no tensors. (timm's pretrained loader uses it to build the right variant for a file.)"""
+    weights_path, json_path = _pair(path)
+    if json_path.is_file():
+        return read_meta(weights_path)
+    try:
+        with safetensors.safe_open(str(weights_path), framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as exc:  # SafetensorError, OSError
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file: {exc}") from exc
+    if "vitviz_meta" not in header:
+        return None
+    try:
+        meta = json.loads(header["vitviz_meta"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{weights_path}: header vitviz_meta is not valid JSON: {exc}") from exc
+    problems = _meta_problems(meta, ESSENTIAL_KEYS)
+    if problems:
+        raise CheckpointError(f"{weights_path}: invalid header vitviz_meta: " + "; ".join(problems))
+    return meta
+
+
 def _read_weights(weights_path: Path, expected_sha: str) -> dict[str, torch.Tensor]:
     """Read, hash-check and parse a safetensors file (never unpickles)."""
     try:
@@ -397,14 +431,15 @@ def _read_weights(weights_path: Path, expected_sha: str) -> dict[str, torch.Tens
 
 def _build_model(meta: dict, json_path: Path) -> torch.nn.Module:
     try:
-        import vitviz  # noqa: F401  (registers vitviz's own timm variants)
+        import vitviz.models  # noqa: F401  (registers vitviz's own timm variants)
     except ImportError:
         pass
     import timm
 
     variant, kwargs = meta["variant"], meta["variant_kwargs"]
     try:
-        return timm.create_model(variant, pretrained=False, num_classes=meta["num_classes"], **kwargs)
+        return timm.create_model(variant, pretrained=False, num_classes=meta["num_classes"],
+                                 pretrained_cfg_overlay=timm_cfg_overlay(meta), **kwargs)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise CheckpointError(f"{json_path}: unknown variant {variant!r} (not registered with timm)") from exc
@@ -488,6 +523,48 @@ def _looks_loadable(json_path: Path) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(meta, dict) and isinstance(meta.get("variant"), str) and bool(meta["variant"])
+
+
+def checkpoint_files_exist(path: str | os.PathLike) -> bool:
+    """Whether both files of a checkpoint are (still) there."""
+    weights_path, json_path = _pair(path)
+    return weights_path.is_file() and json_path.is_file()
+
+
+def checkpoint_candidates(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The ``.safetensors`` path of every non-hidden ``.json`` in ``directory``, readable or not.
+
+    Unlike :func:`list_checkpoints` this keeps broken pairs (invalid JSON, weights missing), so
+    a listing can name each unreadable file and why.  A weights file without its JSON is not a
+    candidate: :func:`save` writes the JSON last, so that is also what a save in progress looks like.
+    """
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        return []
+    found = root.rglob("*" + META_SUFFIX) if recursive else root.glob("*" + META_SUFFIX)
+    return sorted(p.with_suffix(WEIGHTS_SUFFIX) for p in found if not p.name.startswith(".") and p.is_file())
+
+
+def check_weights_size(path: str | os.PathLike) -> None:
+    """Cheap truncation check: the file must be as long as its safetensors header says (no hashing)."""
+    weights_path, _ = _pair(path)
+    try:
+        size = weights_path.stat().st_size
+        with open(weights_path, "rb") as f:
+            prefix = f.read(8)
+            header_len = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if not 0 < header_len <= size - 8:
+                raise CheckpointError(f"{weights_path}: truncated or not a safetensors file ({size} bytes)")
+            header = json.loads(f.read(header_len))
+    except OSError as exc:
+        raise CheckpointError(f"{weights_path}: cannot read weights file: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{weights_path}: not a valid safetensors header: {exc}") from exc
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2]
+    expected = 8 + header_len + max(ends, default=0)
+    if size < expected:
+        raise CheckpointError(f"{weights_path}: truncated: {size} bytes, its header describes {expected} bytes")
 
 
 def list_checkpoints(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:

@@ -1,7 +1,10 @@
-"""Command line: python -m vitviz variants | download | train | finetune | eval | train-zoo.
+"""Command line: python -m vitviz app | variants | checkpoints | download | train | finetune | eval | train-zoo | jobs.
 
 Every training command writes a checkpoint (weights + JSON metadata with the exact command,
-the training config, device and time, and the per-class test accuracy) and prints a summary.
+the training config, device and time, and the per-class test accuracy) into the checkpoint
+directory's git-ignored `runs/` folder (where the app lists it) and prints a summary.
+
+Imports are lazy: `jobs show` and `jobs list` need only the standard library and answer at once.
 """
 from __future__ import annotations
 
@@ -13,9 +16,20 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")
+# The datasets of vitviz.data.DATASETS, spelled out so the parser needs no torch (tests check they match).
+DATASET_NAMES = ("cifar10", "cifar100", "stl10", "oxford_pets", "flowers102", "stanford_cars", "digits")
+DOWNLOAD_NAMES = tuple(name for name in DATASET_NAMES if name != "digits")  # stanford_cars: says how to place it
+DATASET_HELP = " | ".join(DATASET_NAMES)
+
+
+class HELP(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless it is None/False or the help text already names it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _command_line(argv) -> str:
@@ -23,29 +37,30 @@ def _command_line(argv) -> str:
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
-    from .train import TrainConfig
+    from .train.config import TrainConfig
     d = TrainConfig()
-    p.add_argument("--dataset", required=True, help="cifar10 | cifar100 | stl10 | digits")
-    p.add_argument("--data-dir", default=None, help="data directory (default $VITVIZ_DATA_DIR or ./data)")
-    p.add_argument("--epochs", type=float, default=d.epochs)
+    p.add_argument("--dataset", required=True, help=DATASET_HELP)
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    p.add_argument("--epochs", type=float, default=d.epochs, help="training epochs")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per optimiser step")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on weight matrices only")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warmup, then cosine")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy smoothing")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed")
     p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (falls back to eager)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (shipped checkpoints)")
-    p.add_argument("--out", default=None, help="checkpoint path (without suffix)")
+    p.add_argument("--out", default=None,
+                   help="checkpoint path without suffix (default: <checkpoint dir>/runs/<name>_<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--note", default=None, help="free text stored in the checkpoint's metadata (e.g. the budget)")
 
 
 def _config(args, **extra):
-    from .train import TrainConfig
+    from .train.config import TrainConfig
     return TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                        label_smoothing=args.label_smoothing, seed=args.seed, amp=not args.no_amp,
@@ -87,14 +102,17 @@ def _summary(path: Path, meta: dict) -> str:
 
 
 def _save(run, out: str | None, default_name: str, fp16: bool) -> Path:
-    from .train import save_run
-    path = Path(out) if out else DEFAULT_CHECKPOINT_DIR / f"{default_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    import torch
+
+    from .locations import default_runs_dir
+    from .train.finetune import save_run
+    path = Path(out) if out else default_runs_dir() / f"{default_name}_{time.strftime('%Y%m%d-%H%M%S')}"
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_run(run, path, dtype=torch.float16 if fp16 else None)
 
 
 def cmd_train(args, argv) -> int:
-    from .train import train_from_scratch
+    from .train.finetune import train_from_scratch
     kwargs = json.loads(args.variant_kwargs) if args.variant_kwargs else {}
     run = train_from_scratch(args.variant, args.dataset, _config(args), variant_kwargs=kwargs,
                              data_root=args.data_dir, device=args.device, callbacks=[_Progress(args.quiet)],
@@ -105,7 +123,7 @@ def cmd_train(args, argv) -> int:
 
 
 def cmd_finetune(args, argv) -> int:
-    from .train import finetune
+    from .train.finetune import finetune
     run = finetune(args.checkpoint, args.dataset, _config(args, trainable=args.trainable), data_root=args.data_dir,
                    device=args.device, callbacks=[_Progress(args.quiet)], command=_command_line(argv))
     path = _save(run, args.out, f"{Path(args.checkpoint).stem}_ft_{args.dataset}", args.fp16)
@@ -116,7 +134,7 @@ def cmd_finetune(args, argv) -> int:
 def cmd_eval(args, argv) -> int:
     from . import checkpoints
     from .data import load_dataset
-    from .train import evaluate
+    from .train.evaluate import evaluate
     model, meta = checkpoints.load(args.checkpoint, device=args.device)
     dataset = args.dataset or meta["dataset"]
     test_set = load_dataset(dataset, args.split, root=args.data_dir, img_size=meta["img_size"])
@@ -138,7 +156,7 @@ def cmd_eval(args, argv) -> int:
 
 
 def cmd_variants(args, argv) -> int:
-    from . import list_variants, variant_info
+    from .models import list_variants, variant_info
     for name in list_variants():
         info = variant_info(name)
         print(f"{name:34s} {info['family']:10s} {info['param_count']:>11,d}  {info['differs']}")
@@ -164,7 +182,8 @@ def cmd_checkpoints(args, argv) -> int:
 def cmd_download(args, argv) -> int:
     from .data import DATASETS, download_dataset
     info = DATASETS[args.name]
-    print(f"downloading {info.title} ({info.download_megabytes} MB) ...")
+    if info.downloadable:
+        print(f"downloading {info.title} ({info.download_megabytes} MB) ...")
     print(f"ready: {download_dataset(args.name, args.data_dir)}")
     return 0
 
@@ -242,83 +261,139 @@ def cmd_jobs(args, argv) -> int:
     return 0
 
 
+def _jobs_parser(sub) -> None:
+    from .train.jobs import JobSpec
+    d = JobSpec(checkpoint="", dataset="")
+    p = sub.add_parser("jobs", help="background fine-tune jobs (the same queue as the app's Fine-tune page)",
+                       description="Background fine-tune jobs: one worker process each, one running at a time.",
+                       formatter_class=HELP)
+    p.add_argument("--runs-dir", default=None, help="job store directory (default: <checkpoint dir>/runs)")
+    jobs = p.add_subparsers(dest="jobs_command", required=True, metavar="{submit,show,list,cancel}")
+    j = jobs.add_parser("submit", help="queue a fine-tune; prints its id", formatter_class=HELP,
+                        description="Queue a fine-tune of a checkpoint on a dataset; prints the job's id.")
+    j.add_argument("--checkpoint", required=True, help="the checkpoint to fine-tune (.safetensors or .json path)")
+    j.add_argument("--dataset", required=True, help=DATASET_HELP)
+    j.add_argument("--epochs", type=float, default=d.epochs, help="training epochs (ignored with --steps)")
+    j.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (overrides --epochs)")
+    j.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
+    j.add_argument("--batch-size", type=int, default=d.batch_size, help="images per optimiser step")
+    j.add_argument("--trainable", default=d.trainable, choices=["all", "qkv", "head"],
+                   help="what is trained: everything, the Q/K/V embeddings + head, or the head only")
+    j.add_argument("--data-dir", default=d.data_root, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    j.add_argument("--device", default=d.device, help="cuda | cpu (default: cuda when available)")
+    j.add_argument("--out", default=d.out, help="checkpoint path (default: <runs dir>/<checkpoint>_ft_<dataset>_<id>)")
+    j.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (("show", "state, progress, metrics and checkpoint of a job"), ("cancel", "cancel a job")):
+        j = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=HELP)
+        j.add_argument("id", help="the job's id (from submit or list)")
+        j.add_argument("--json", action="store_true", help="print JSON")
+    j = jobs.add_parser("list", help="all jobs, newest first", formatter_class=HELP,
+                        description="All jobs, newest first.")
+    j.add_argument("--json", action="store_true", help="print JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vitviz", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("variants", help="list registered variants with parameter counts")
-    p = sub.add_parser("checkpoints", help="the checkpoints in a directory as a markdown table")
-    p.add_argument("--dir", default=str(DEFAULT_CHECKPOINT_DIR))
-    p = sub.add_parser("download", help="download a dataset into the data directory (verifies checksums)")
-    p.add_argument("name", choices=["cifar10", "cifar100", "stl10"])
-    p.add_argument("--data-dir", default=None)
-    p = sub.add_parser("train", help="train a variant from scratch")
-    p.add_argument("--variant", required=True)
+    parser = argparse.ArgumentParser(prog="python -m vitviz", description=__doc__.splitlines()[0],
+                                     formatter_class=HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands (python -m vitviz COMMAND --help for each)")
+
+    def command(name, text):
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=HELP)
+
+    p = command("app", "start the browser app (warms imports and the checkpoint table before the first visit)")
+    p.add_argument("--port", type=int, default=8501, help="server port")
+    p.add_argument("--address", default="localhost", help="server address")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                   help="further options for streamlit run, after -- (e.g. -- --server.maxUploadSize 50)")
+    command("variants", "list registered variants with parameter counts")
+    p = command("checkpoints", "the checkpoints in a directory as a markdown table")
+    p.add_argument("--dir", default=str(DEFAULT_CHECKPOINT_DIR), help="checkpoint directory")
+    p = command("download", "download a dataset into the data directory (verifies checksums)")
+    p.add_argument("name", choices=DOWNLOAD_NAMES, help="dataset")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    p = command("train", "train a variant from scratch")
+    p.add_argument("--variant", required=True, help="a registered variant (python -m vitviz variants)")
     p.add_argument("--variant-kwargs", default=None, help='JSON, e.g. \'{"embed": "conv", "pos": "rope2d"}\'')
     _add_recipe_args(p)
-    p = sub.add_parser("finetune", help="fine-tune a checkpoint on a dataset")
-    p.add_argument("--checkpoint", required=True)
+    p = command("finetune", "fine-tune a checkpoint on a dataset")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint to fine-tune")
     p.add_argument("--trainable", default="all", choices=["all", "qkv", "head"],
                    help="freeze policy: train everything, only the Q/K/V embeddings + head, or only the head")
     _add_recipe_args(p)
-    p = sub.add_parser("eval", help="evaluate a checkpoint (overall and per-class accuracy)")
-    p.add_argument("--checkpoint", required=True)
+    p = command("eval", "evaluate a checkpoint (overall and per-class accuracy)")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint to evaluate")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--device", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="which split")
+    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--update", action="store_true", help="write the fresh test metrics into the checkpoint's JSON")
-    p = sub.add_parser("train-zoo", help="train the shipped checkpoint set with one recipe")
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out-dir", default=str(DEFAULT_CHECKPOINT_DIR))
-    p.add_argument("--epochs", type=float, default=100)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup-epochs", type=float, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p = command("train-zoo", "train the shipped checkpoint set with one recipe")
+    p.add_argument("--dataset", default="cifar10", help=DATASET_HELP)
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    p.add_argument("--out-dir", default=str(DEFAULT_CHECKPOINT_DIR), help="where the checkpoints go")
+    p.add_argument("--epochs", type=float, default=100, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="images per optimiser step")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
+    p.add_argument("--warmup-epochs", type=float, default=5, help="linear warmup, then cosine")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--note", default=None, help="stored in every checkpoint's metadata")
-    p.add_argument("--device", default=None)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (several fit on one GPU)")
     p.add_argument("--only", default=None, help="comma-separated zoo names")
-    p = sub.add_parser("jobs", help="background fine-tune jobs (the same queue as the app's Fine-tune page)")
-    p.add_argument("--runs-dir", default=None, help="job store directory (default: <checkpoint dir>/runs)")
-    jobs = p.add_subparsers(dest="jobs_command", required=True)
-    j = jobs.add_parser("submit", help="queue a fine-tune; prints its id")
-    j.add_argument("--checkpoint", required=True)
-    j.add_argument("--dataset", required=True)
-    j.add_argument("--epochs", type=float, default=3.0)
-    j.add_argument("--steps", type=int, default=None)
-    j.add_argument("--lr", type=float, default=5e-4)
-    j.add_argument("--batch-size", type=int, default=128)
-    j.add_argument("--trainable", default="all", choices=["all", "qkv", "head"])
-    j.add_argument("--data-dir", default=None)
-    j.add_argument("--device", default=None)
-    j.add_argument("--out", default=None, help="checkpoint path (default: in the runs directory)")
-    j.add_argument("--json", action="store_true")
-    for name, text in (("show", "state, progress, metrics and checkpoint of a job"), ("cancel", "cancel a job")):
-        j = jobs.add_parser(name, help=text)
-        j.add_argument("id")
-        j.add_argument("--json", action="store_true")
-    j = jobs.add_parser("list", help="all jobs, newest first")
-    j.add_argument("--json", action="store_true")
+    p = command("export-hub", "write a checkpoint in the Hugging Face Hub layout timm loads "
+                              "(config.json, model.safetensors, README.md model card)")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint to export")
+    p.add_argument("--out", required=True, help="output folder (upload it with huggingface_hub.upload_folder)")
+    _jobs_parser(sub)
     return parser
 
 
-COMMANDS = {"variants": cmd_variants, "download": cmd_download, "train": cmd_train, "finetune": cmd_finetune,
-            "eval": cmd_eval, "train-zoo": cmd_train_zoo, "jobs": cmd_jobs,
-            "checkpoints": cmd_checkpoints}
+def cmd_app(args, argv) -> int:
+    from .launcher import launch
+    extra = args.streamlit_args[1:] if args.streamlit_args[:1] == ["--"] else args.streamlit_args
+    return launch(port=args.port, address=args.address, extra=extra)
+
+
+def cmd_export_hub(args, argv) -> int:
+    from .hub import export_hub
+    for path in export_hub(args.checkpoint, args.out).values():
+        print(path)
+    print(f'load it with: timm.create_model("local-dir:{args.out}", pretrained=True) after import vitviz')
+    return 0
+
+
+COMMANDS = {"app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,
+            "train": cmd_train, "finetune": cmd_finetune, "eval": cmd_eval, "train-zoo": cmd_train_zoo,
+            "jobs": cmd_jobs, "export-hub": cmd_export_hub}
+
+
+def _user_error(exc: Exception) -> bool:
+    """Errors a user can act on (bad file, missing data, bad value): one line, no traceback.
+
+    Checked by name of the loaded modules, so that commands that never import torch stay light.
+    """
+    if isinstance(exc, (ValueError, KeyError)):
+        return True
+    kinds = []
+    if "vitviz.checkpoints" in sys.modules:
+        kinds.append(sys.modules["vitviz.checkpoints"].CheckpointError)
+    if "vitviz.data.errors" in sys.modules:
+        errors = sys.modules["vitviz.data.errors"]
+        kinds += [errors.DatasetNotFoundError, errors.DatasetFormatError, errors.DownloadError]
+    return isinstance(exc, tuple(kinds))
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from .checkpoints import CheckpointError
-    from .data import DatasetNotFoundError, DatasetFormatError, DownloadError
     try:
         return COMMANDS[args.command](args, argv)
-    except (CheckpointError, DatasetNotFoundError, DatasetFormatError, DownloadError, ValueError, KeyError) as exc:
+    except Exception as exc:
+        if not _user_error(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

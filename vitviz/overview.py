@@ -9,17 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checkpoints import CheckpointError, list_checkpoints, read_meta
+from .checkpoints import CheckpointError, check_weights_size, checkpoint_candidates, read_meta
+from .locations import CHECKPOINT_DIR_ENV, default_checkpoint_dir, default_runs_dir  # noqa: F401  (re-exported)
+from .locations import resolve_stored_path
 from .models import list_variants, variant_info
 from .models.catalog import CATALOG
 
-CHECKPOINT_DIR_ENV = "VITVIZ_CHECKPOINT_DIR"
-
-
-def default_checkpoint_dir() -> Path:
-    """`$VITVIZ_CHECKPOINT_DIR`, else `checkpoints/` beside the package (the shipped set)."""
-    env = os.environ.get(CHECKPOINT_DIR_ENV)
-    return Path(env).expanduser() if env else Path(__file__).resolve().parent.parent / "checkpoints"
+PREFERRED_FAMILIES = ("XCiT", "ViT")  # what the pickers open on: the papers' main models
 
 
 def variant_table() -> pd.DataFrame:
@@ -35,7 +31,11 @@ def variant_table() -> pd.DataFrame:
 def checkpoint_row(path: str | os.PathLike) -> dict:
     """One row describing a checkpoint from its metadata (weights are not read)."""
     meta = read_meta(path)
+    check_weights_size(path)
     entry = CATALOG.get(meta["variant"])
+    if entry is None and not _is_timm_model(meta["variant"]):
+        raise CheckpointError(f"{Path(path).with_suffix('.json')}: unknown variant {meta['variant']!r} "
+                              "(not registered with timm)")
     info = entry.as_dict(with_params=False) if entry else {}
     tc = meta.get("train_config") or {}
     metrics = meta.get("metrics") or {}
@@ -57,11 +57,21 @@ def checkpoint_row(path: str | os.PathLike) -> dict:
     }
 
 
-def checkpoint_table(directory: str | os.PathLike | None = None, recursive: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """All checkpoints under `directory` as a table, plus one message per file that could not be read."""
+def _is_timm_model(name: str) -> bool:
+    import timm
+    return timm.is_model(name)
+
+
+def checkpoint_table(directory: str | os.PathLike | None = None,
+                     recursive: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """All checkpoints under `directory` as a table, plus one message per file that cannot be used.
+
+    A message names the file and the reason: invalid JSON, not a JSON object, invalid metadata, weights
+    file missing or truncated, unknown variant. Such a checkpoint is not in the table (so no picker offers it).
+    """
     directory = default_checkpoint_dir() if directory is None else Path(directory)
     rows, problems = [], []
-    for path in list_checkpoints(directory, recursive=recursive):
+    for path in checkpoint_candidates(directory, recursive=recursive):
         try:
             rows.append(checkpoint_row(path))
         except CheckpointError as exc:
@@ -69,12 +79,37 @@ def checkpoint_table(directory: str | os.PathLike | None = None, recursive: bool
     return pd.DataFrame(rows, columns=None if rows else ["checkpoint", "variant", "dataset", "test_accuracy"]), problems
 
 
+def preferred_checkpoint(table: pd.DataFrame) -> str | None:
+    """The path a single-checkpoint picker opens on: the first XCiT, else the first ViT, else the first row."""
+    if table.empty:
+        return None
+    for family in PREFERRED_FAMILIES:
+        match = table[table["family"] == family]
+        if len(match):
+            return match["path"].iloc[0]
+    return table["path"].iloc[0]
+
+
+def default_pair(table: pd.DataFrame) -> tuple[str | None, str | None]:
+    """(A, B) a two-checkpoint comparison opens on: XCiT linear vs XCiT F-SNE (the Q/K/V paper's
+    comparison) when both are listed, else the first two checkpoints."""
+    if table.empty:
+        return None, None
+    xcit = table[table["family"] == "XCiT"]
+    linear = xcit[xcit["variant"].str.endswith("_linear")]["path"].tolist()
+    fsne = xcit[xcit["variant"].str.endswith("_fsne")]["path"].tolist()
+    if linear and fsne:
+        return linear[0], fsne[0]
+    paths = table["path"].tolist()
+    return paths[0], paths[min(1, len(paths) - 1)]
+
+
 def test_set_roots(meta: dict, data_root=None) -> list:
     """Where a checkpoint's test set may be: the data directory, then the directory it was trained from."""
     roots = [data_root]  # None = $VITVIZ_DATA_DIR or ./data
-    trained_from = (meta.get("train_config") or {}).get("data_root")
+    trained_from = resolve_stored_path((meta.get("train_config") or {}).get("data_root"))
     if trained_from:
-        roots.append(trained_from)
+        roots.append(str(trained_from))
     return roots
 
 

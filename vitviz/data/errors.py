@@ -32,13 +32,27 @@ class ChecksumMismatchError(DownloadError):
     """The downloaded archive's md5 differs from the published one."""
 
 
-def dataset_not_found(name: str, folder: Path, missing: list[str], data_root: Path) -> DatasetNotFoundError:
-    """Build the one error a user sees when a dataset is absent, with every way to fix it."""
-    missing_text = ", ".join(missing) if missing else "the folder itself"
+MAX_MISSING_LISTED = 5
+
+
+def dataset_not_found(
+    name: str, folder: Path, missing: list[str], data_root: Path, download_hint: str | None = None
+) -> DatasetNotFoundError:
+    """Build the one error a user sees when a dataset is absent, with every way to fix it.
+
+    download_hint replaces the "download it with ..." sentence, for datasets that cannot be
+    downloaded (Stanford Cars: it says where the files come from and how to lay them out).
+    """
+    missing_text = ", ".join(missing[:MAX_MISSING_LISTED]) if missing else "the folder itself"
+    if len(missing) > MAX_MISSING_LISTED:
+        missing_text += f" and {len(missing) - MAX_MISSING_LISTED:,} more"
+    next_step = download_hint or (
+        f"or download it with `python -m vitviz download {name}` "
+        f"(Python: load_dataset({name!r}, download=True))."
+    )
     return DatasetNotFoundError(
         f"Dataset {name!r} not found: looked in {folder} (missing: {missing_text}). "
-        f"Put the files under {data_root}, set the {DATA_DIR_ENV} environment variable "
-        f"(or pass root=...) to the directory that contains {folder.name!r}, "
-        f"or download it with load_dataset({name!r}, download=True) "
-        f"(CLI: python -m vitviz download {name})."
+        f"Put the files under {data_root}; or point --data-dir (command line), "
+        f"${DATA_DIR_ENV} or root= (Python) at the directory that contains {folder.name!r}; "
+        f"{next_step}"
     )

@@ -31,6 +31,9 @@ def read_image(data: bytes, name: str = "upload", max_bytes: int = MAX_UPLOAD_BY
         raise ImageError(f"{name}: the file is empty")
     if len(data) > max_bytes:
         raise ImageError(f"{name}: {len(data) / 2**20:.1f} MB is too large (limit {max_bytes / 2**20:.0f} MB)")
+    if _is_svg(data, name):
+        raise ImageError(f"{name}: SVG (vector) images are not supported; export it as PNG or JPEG first "
+                         f"(accepted: {', '.join(ACCEPTED_FORMATS)})")
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ACCEPTED_FORMATS:
@@ -47,6 +50,12 @@ def read_image(data: bytes, name: str = "upload", max_bytes: int = MAX_UPLOAD_BY
         raise ImageError(f"{name}: not an image (accepted: {', '.join(ACCEPTED_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{name}: the image could not be decoded ({exc})") from None
+
+
+def _is_svg(data: bytes, name: str) -> bool:
+    head = data[:1024].lstrip().lower()
+    return name.lower().endswith((".svg", ".svgz")) or head.startswith(b"<svg") or (
+        head.startswith(b"<?xml") and b"<svg" in head)
 
 
 def _to_rgb(img) -> np.ndarray:

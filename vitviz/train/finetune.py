@@ -8,7 +8,8 @@ from pathlib import Path
 import timm
 import torch
 
-from .. import checkpoints
+from .. import checkpoints, models  # noqa: F401  (models: registers the variants with timm)
+from ..locations import portable_command, portable_path
 from ..data import DATASETS, ImageDataset, load_dataset
 from ..models.catalog import CATALOG
 from .config import TrainConfig
@@ -33,12 +34,14 @@ def _datasets(dataset: str | tuple[ImageDataset, ImageDataset], data_root, img_s
 
 def _run_meta(model, base: dict, dataset_name: str, classes, config: TrainConfig, result: TrainResult,
               command: str | None, parent: str | None, data_root=None) -> dict:
-    meta = dict(base, classes=list(classes), num_classes=len(classes), dataset=dataset_name, parent=parent)
+    """Metadata of a run; paths (data directory, parent, command) are stored portably (vitviz.locations)."""
+    meta = dict(base, classes=list(classes), num_classes=len(classes), dataset=dataset_name,
+                parent=portable_path(parent))
     meta["metrics"] = result.final_eval.as_metrics() if result.final_eval else {}
     meta["train_config"] = dict(config.as_dict(), device=result.device, seconds=round(result.seconds, 2),
                                 steps_done=result.steps, epochs_done=round(result.epochs, 3),
-                                images_per_second=round(result.images_per_second, 1), command=command,
-                                history=result.history, data_root=None if data_root is None else str(data_root))
+                                images_per_second=round(result.images_per_second, 1), command=portable_command(command),
+                                history=result.history, data_root=portable_path(data_root))
     return meta
 
 

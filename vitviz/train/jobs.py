@@ -29,6 +29,7 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 DB_NAME = "jobs.sqlite"
 WORKER_MODULE = "vitviz.train.worker"
+FINISHING_PROGRESS = 0.99  # the most a job that is not done shows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -106,7 +107,8 @@ class Job:
     def progress(self) -> float:
         if self.state == "done":
             return 1.0
-        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+        # a job is complete only when done: after its last step it still evaluates and saves
+        return min(FINISHING_PROGRESS, self.step / self.total_steps) if self.total_steps else 0.0
 
     @property
     def eta_seconds(self) -> float | None:
@@ -122,8 +124,8 @@ class Job:
 
 
 def default_runs_dir() -> Path:
-    from ..overview import default_checkpoint_dir
-    return default_checkpoint_dir() / "runs"
+    from ..locations import default_runs_dir
+    return default_runs_dir()
 
 
 def _pid_alive(pid: int | None, job_id: str) -> bool:
@@ -223,6 +225,7 @@ class JobStore:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+        env["PYTHONUNBUFFERED"] = "1"  # the job's .log shows the worker's output as it happens
         proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, str(self.runs_dir), job_id],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -276,6 +279,12 @@ class JobStore:
         with self._transaction() as db:
             db.execute("UPDATE jobs SET step = ?, total_steps = ?, loss = ?, updated = ? WHERE id = ?",
                        (step, total_steps, loss, time.time(), job_id))
+
+    def report_phase(self, job_id: str, message: str) -> None:
+        """What a running job is doing now (e.g. evaluating and saving after its last step)."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET message = ?, updated = ? WHERE id = ? AND state = 'running'",
+                       (message, time.time(), job_id))
 
     def report_epoch(self, job_id: str, record: dict) -> None:
         with self._transaction() as db:

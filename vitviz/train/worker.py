@@ -13,22 +13,39 @@ from .jobs import JobStore
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 CANCEL_INTERVAL = 0.25   # seconds between cancel-flag reads
+LOG_INTERVAL = 5.0       # seconds between progress lines in the job's .log
+FINISHING = "training finished: evaluating on the test set and saving the checkpoint"
+EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "test_accuracy")
+
+
+def log(text: str) -> None:
+    """One line of the job's .log (the worker's stdout)."""
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
 class _Reporter:
     def __init__(self, store: JobStore, job_id: str):
         self.store, self.job_id = store, job_id
-        self.last_progress = self.last_cancel_check = 0.0
+        self.last_progress = self.last_cancel_check = self.last_log = 0.0
         self.cancelled = False
 
     def __call__(self, event, state):
         now = time.monotonic()
-        if event == "step" and (now - self.last_progress > PROGRESS_INTERVAL or state["step"] == state["total_steps"]):
+        last = event == "step" and state["step"] == state["total_steps"]
+        if event == "step" and (now - self.last_progress > PROGRESS_INTERVAL or last):
             loss = state["loss"] if state["loss"] == state["loss"] else None
             self.store.report_progress(self.job_id, state["step"], state["total_steps"], loss)
             self.last_progress = now
+            if now - self.last_log > LOG_INTERVAL or last:
+                log(f"step {state['step']}/{state['total_steps']} loss {loss if loss is None else round(loss, 4)}")
+                self.last_log = now
+            if last:
+                self.store.report_phase(self.job_id, FINISHING)
+                log(FINISHING)
         elif event == "epoch":
             self.store.report_epoch(self.job_id, state)
+            log("epoch " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in state.items() if k in EPOCH_FIELDS))
 
     def cancel(self) -> bool:
         now = time.monotonic()
@@ -55,8 +72,12 @@ def run(runs_dir: str, job_id: str) -> int:
     job = store.get(job_id)
     spec = job.spec
     reporter = _Reporter(store, job_id)
+    log(f"job {job_id}: fine-tune {spec['checkpoint']} on {spec['dataset']} "
+        f"({spec['steps'] or spec['epochs']} {'steps' if spec['steps'] else 'epochs'}, lr {spec['lr']:g}, "
+        f"batch {spec['batch_size']}, train {spec['trainable']})")
     try:
-        from . import TrainConfig, finetune, save_run
+        from .config import TrainConfig
+        from .finetune import finetune, save_run
         from .engine import TrainingCancelled
         config = TrainConfig(epochs=spec["epochs"] or 1.0, steps=spec["steps"], lr=spec["lr"],
                              batch_size=spec["batch_size"], trainable=spec["trainable"],
@@ -68,14 +89,17 @@ def run(runs_dir: str, job_id: str) -> int:
                             device=spec["device"], callbacks=[reporter], cancel=reporter.cancel, command=command)
         except TrainingCancelled as exc:
             store.finish(job_id, "cancelled", f"{exc}; nothing was written")
+            log(f"cancelled: {exc}; nothing was written")
             return 0
         path = save_run(run_, spec["out"])
         acc = run_.meta["metrics"].get("test_accuracy")
         store.finish(job_id, "done", f"test accuracy {acc:.4f}" if acc is not None else "done", str(path))
+        log(f"done: {path}" + (f", test accuracy {acc:.4f}" if acc is not None else ""))
         return 0
     except BaseException as exc:  # report every failure, then exit non-zero
         traceback.print_exc()
         store.finish(job_id, "failed", _failure_message(exc, spec))
+        log(f"failed: {_failure_message(exc, spec)}")
         return 1
     finally:
         store.poll()  # start the next queued job

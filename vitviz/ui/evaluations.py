@@ -157,6 +157,20 @@ def comparison(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, class
     return (overall, table, metrics.confusion_matrix(labels, pred_a, k), metrics.confusion_matrix(labels, pred_b, k))
 
 
+#: per-class comparison columns (vitviz.metrics.compare_per_class) as a reader sees them
+WORD_COLUMNS = {"class": "class", "n": "samples", "accuracy_a": "accuracy A", "accuracy_b": "accuracy B",
+                "ci_a_low": "A CI low", "ci_a_high": "A CI high", "ci_b_low": "B CI low", "ci_b_high": "B CI high",
+                "difference": "difference B − A", "diff_ci_low": "difference CI low",
+                "diff_ci_high": "difference CI high", "b_only_a_right": "only A right",
+                "c_only_b_right": "only B right", "mcnemar_p": "McNemar p", "holm_p": "Holm-adjusted p",
+                "significant": "significant"}
+
+
+def in_words(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-class comparison table with its columns named in words (McNemar's b and c: only A / only B right)."""
+    return table.rename(columns=WORD_COLUMNS)
+
+
 # --------------------------------------------------------------------------- fine-tune / parent pairs
 
 def parent_pairs(table: pd.DataFrame) -> list[tuple[str, str]]:

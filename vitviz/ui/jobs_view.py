@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from ..locations import default_runs_dir
 from ..train.jobs import Job, JobStore
-from .state import checkpoint_dir
 
 
 @st.cache_resource
@@ -15,7 +15,7 @@ def _store(runs_dir: str) -> JobStore:
 
 
 def job_store() -> JobStore:
-    return _store(str(checkpoint_dir() / "runs"))
+    return _store(str(default_runs_dir()))
 
 
 def compare_with_parent(job: Job) -> None:

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..checkpoints import CheckpointError
+from ..checkpoints import CheckpointError, checkpoint_files_exist
 from ..data import load_dataset
 from ..data.images import ACCEPTED_FORMATS, ImageError, prepare, read_image, sample_photos
+from ..overview import preferred_checkpoint
 from .state import checkpoints_table, load_model, test_set, test_set_missing_note
 
 IMAGE_SOURCES = ("Test set", "Sample photo", "Digits", "Upload")
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 
 
 def _label(row) -> str:
@@ -23,25 +23,64 @@ def _label(row) -> str:
 
 
 def _checkpoint_rows(where=None) -> pd.DataFrame:
-    table, problems = checkpoints_table()
+    table, _ = checkpoints_table()
     if where is not None and not table.empty:
         table = table[table.apply(where, axis=1)]
     return table
 
 
-def checkpoint_options(where=None) -> dict:
+def checkpoint_options(where=None, table: pd.DataFrame | None = None) -> dict:
     """{picker label: path} of the checkpoints, in the order the pickers list them."""
-    table = _checkpoint_rows(where)
+    table = _checkpoint_rows(where) if table is None else table
     return {} if table.empty else {_label(r): r["path"] for r in table.to_dict("records")}
 
 
-def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=None, container=st):
-    """A checkpoint picker; returns (path, model, meta) or stops the page with a clear message."""
-    by_label = checkpoint_options(where)
+def _missing_label(path: str) -> str:
+    return f"{Path(path).stem} (missing: deleted or renamed)"
+
+
+def _vanished_note(paths) -> str:
+    names = ", ".join(f"`{Path(p).stem}`" for p in paths)
+    return (f"The selected checkpoint {names} is no longer available: its files were deleted or renamed. "
+            "Nothing else was substituted; choose a checkpoint from the list.")
+
+
+def pick_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=None, default=None,
+                    container=st) -> str:
+    """A checkpoint picker that returns the chosen path; stops the page with a message when there is none.
+
+    The chosen path is remembered per key (also across pages). If its files vanish, the picker keeps it
+    selected, labelled as missing, says so and stops: it never silently switches to another checkpoint.
+    `default` (a path) is the first choice; else an XCiT, else a ViT, else the first checkpoint.
+    """
+    rows = _checkpoint_rows(where)
+    by_label = checkpoint_options(table=rows)
+    label_of = {path: text for text, path in by_label.items()}
+    remembered = st.session_state.get(f"{key}__path")
+    moved_on = st.session_state.get(key) in by_label  # the user has just chosen a listed checkpoint
+    if remembered and not moved_on and remembered not in label_of and not checkpoint_files_exist(remembered):
+        by_label[_missing_label(remembered)] = remembered
+        label_of[remembered] = _missing_label(remembered)
     if not by_label:
-        container.info("No suitable checkpoint found. Train one with `python -m vitviz train` or on the Fine-tune page.")
+        container.info("No suitable checkpoint found. Train one with `python -m vitviz train` or on the "
+                       "Fine-tune page.")
         st.stop()
+    if st.session_state.get(key) not in by_label:
+        first = remembered if remembered in label_of else default
+        if first not in label_of:
+            first = preferred_checkpoint(rows)
+        st.session_state[key] = label_of[first]
     path = by_label[container.selectbox(label, list(by_label), key=key)]
+    st.session_state[f"{key}__path"] = path
+    if not checkpoint_files_exist(path):
+        container.error(_vanished_note([path]))
+        st.stop()
+    return path
+
+
+def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=None, container=st, default=None):
+    """A checkpoint picker (see pick_checkpoint); returns (path, model, meta) or stops the page with a message."""
+    path = pick_checkpoint(label, key, where, default, container)
     try:
         model, meta = load_model(path)
     except CheckpointError as exc:
@@ -52,15 +91,34 @@ def choose_checkpoint(label: str = "Checkpoint", key: str = "checkpoint", where=
 
 def choose_checkpoints(label: str = "Checkpoints", key: str = "checkpoints", min_count: int = 2,
                        max_count: int = 4, where=None, default=None):
-    """Several checkpoints; returns a list of (path, model, meta) (stops the page if too few)."""
+    """Several checkpoints; returns a list of (path, model, meta) (stops the page if too few).
+
+    Like pick_checkpoint, a chosen checkpoint whose files vanished stays in the selection, marked missing,
+    and the page says so and stops instead of going on without it.
+    """
     by_label = checkpoint_options(where)
     paths = list(by_label.values())
-    default = [p for p in (default or paths[:min_count]) if p in paths][:max_count]
-    chosen = st.multiselect(label, list(by_label), default=[k for k, p in by_label.items() if p in default],
-                            key=key, max_selections=max_count)
+    remembered = st.session_state.get(f"{key}__paths") or []
+    current = st.session_state.get(key)
+    # a label that is no longer listed is a selection whose files vanished (or its missing label)
+    stale = current is None or any(text not in by_label for text in current)
+    for path in remembered:
+        if stale and path not in paths and not checkpoint_files_exist(path):
+            by_label[_missing_label(path)] = path
+    label_of = {path: text for text, path in by_label.items()}
+    if key not in st.session_state or any(text not in by_label for text in st.session_state[key]):
+        first = [p for p in remembered if p in label_of] or [p for p in (default or paths[:min_count])
+                                                             if p in paths]
+        st.session_state[key] = [label_of[p] for p in first[:max_count]]
+    chosen = st.multiselect(label, list(by_label), key=key, max_selections=max_count)
     chosen = [by_label[c] for c in chosen]
+    st.session_state[f"{key}__paths"] = chosen
+    vanished = [p for p in chosen if not checkpoint_files_exist(p)]
+    if vanished:
+        st.error(_vanished_note(vanished))
+        st.stop()
     if len(chosen) < min_count:
-        st.info(f"Choose at least {min_count} checkpoints.")
+        st.info(f"Choose at least {min_count} checkpoint{'s' if min_count != 1 else ''}.")
         st.stop()
     loaded = []
     for path in chosen:
@@ -113,8 +171,9 @@ def choose_image(meta: dict, key: str = "image", container=None):
         photos = _photos()
         name = box.selectbox("Photo", list(photos), key=f"{key}_photo")
         return prepare(photos[name], size), f"scikit-learn sample photo '{name}'", None
-    upload = box.file_uploader(f"Upload an image ({', '.join(ACCEPTED_FORMATS)})", type=UPLOAD_TYPES,
-                               key=f"{key}_upload")
+    # no `type=` filter: the browser would reject other files with a note shown only on hover; here every
+    # file reaches read_image, whose reason (e.g. "SVG images are not supported") is shown as an error
+    upload = box.file_uploader(f"Upload an image ({', '.join(ACCEPTED_FORMATS)})", key=f"{key}_upload")
     if upload is None:
         box.caption("Choose a file to upload.")
         return None
