@@ -49,3 +49,16 @@ def test_finetune_page_offers_download_for_missing_datasets(app_env):
     assert missing and any("CIFAR-10" in o for o in missing)
     datasets.select_index(datasets.options.index(missing[0])).run()
     assert any(b.label.startswith("Download") and "MB" in b.label for b in at.button)
+
+
+def test_finetune_page_says_how_to_place_stanford_cars(app_env):
+    """Stanford Cars has no download (its source is gone): the page explains the layout instead of a button."""
+    at = run_page("finetune")
+    datasets = at.selectbox(key="ft_dataset")
+    assert any(o.startswith("Oxford-IIIT Pet") for o in datasets.options)
+    assert any(o.startswith("Oxford Flowers-102") for o in datasets.options)
+    cars = next(i for i, o in enumerate(datasets.options) if o.startswith("Stanford Cars"))
+    datasets.select_index(cars).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("no longer online" in i.value and "cars_train" in i.value for i in at.info)
+    assert not any(b.label.startswith("Download") for b in at.button)

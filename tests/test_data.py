@@ -325,7 +325,7 @@ def test_image_dataset_rejects_float_images():
 
 
 def test_catalog_entries():
-    assert set(DATASETS) == {"cifar10", "cifar100", "stl10", "digits"}
+    assert set(DATASETS) == {"cifar10", "cifar100", "stl10", "digits", "oxford_pets", "flowers102", "stanford_cars"}
     assert DATASETS["cifar10"].download_megabytes == 163
     assert DATASETS["cifar100"].download_megabytes == 161
     assert DATASETS["stl10"].image_size == 96 and DATASETS["cifar100"].num_classes == 100

@@ -347,6 +347,24 @@ def build_parser() -> argparse.ArgumentParser:
                               "(config.json, model.safetensors, README.md model card)")
     p.add_argument("--checkpoint", required=True, help="the checkpoint to export")
     p.add_argument("--out", required=True, help="output folder (upload it with huggingface_hub.upload_folder)")
+    p = command("faithfulness", "faithfulness of explanation methods on a checkpoint's test images: perturbation "
+                                "test (Chefer et al. 2021) and RISE deletion/insertion; cached on disk")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint to test")
+    p.add_argument("--methods", nargs="+", default=["raw_attention", "rollout", "chefer", "saliency",
+                                                    "integrated_gradients", "random"],
+                   choices=["raw_attention", "rollout", "chefer", "saliency", "integrated_gradients", "random"],
+                   help="explanation methods")
+    p.add_argument("--images", type=int, default=100, help="test images (drawn with --seed)")
+    p.add_argument("--seed", type=int, default=0, help="image sample and tie-breaking seed")
+    p.add_argument("--rise-steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument("--ig-steps", type=int, default=16, help="integrated-gradients path steps")
+    p.add_argument("--batch-size", type=int, default=50, help="images per batch")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--recompute", action="store_true", help="ignore a cached result")
+    p.add_argument("--progress", action="store_true", help="write progress beside the cache (for the app)")
+    p.add_argument("--json", action="store_true", help="print JSON (table, verdict, cache path)")
     _jobs_parser(sub)
     return parser
 
@@ -365,7 +383,40 @@ def cmd_export_hub(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,
+def cmd_faithfulness(args, argv) -> int:
+    from .inspect import faithfulness as fa
+    settings = fa.Settings(images=args.images, seed=args.seed, methods=tuple(args.methods), rise_steps=args.rise_steps,
+                           ig_steps=args.ig_steps, batch_size=args.batch_size, n_boot=args.n_boot)
+    cached = None if args.recompute else fa.load_cached(args.checkpoint, settings)
+    if cached is None:
+        report = fa.write_progress(args.checkpoint, settings) if args.progress else None
+        if report is None and not args.json:
+            def report(fraction, message):
+                print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+        try:
+            cached = fa.run_faithfulness(args.checkpoint, settings, device=args.device, data_root=args.data_dir,
+                                         progress=report)
+        except BaseException as exc:
+            if args.progress:
+                fa.clear_progress(args.checkpoint, settings, error=f"{type(exc).__name__}: {exc}")
+            raise
+        if args.progress:
+            fa.clear_progress(args.checkpoint, settings)
+    table = fa.faithfulness_table([cached])
+    if args.json:
+        print(json.dumps({"cache": str(fa.cache_path(args.checkpoint, settings)),
+                          "image_source": cached["image_source"], "clean_accuracy": cached["clean_accuracy"],
+                          "table": json.loads(table.to_json(orient="records")),
+                          "verdict": fa.verdict(cached)}))
+    else:
+        print(f"{cached['checkpoint']} ({cached['variant']}), {cached['image_source']}, "
+              f"clean accuracy {cached['clean_accuracy']:.3f}")
+        print(table.to_string(index=False))
+        print(fa.verdict(cached))
+    return 0
+
+
+COMMANDS = {"faithfulness": cmd_faithfulness, "app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,
             "train": cmd_train, "finetune": cmd_finetune, "eval": cmd_eval, "train-zoo": cmd_train_zoo,
             "jobs": cmd_jobs, "export-hub": cmd_export_hub}
 

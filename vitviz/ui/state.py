@@ -78,6 +78,8 @@ def test_set(meta: dict):
 def test_set_missing_note(meta: dict) -> str:
     info = DATASETS.get(meta["dataset"])
     size = f" ({info.download_megabytes} MB)" if info and info.download_megabytes else ""
+    if info and info.no_download:
+        return f"The test set of this checkpoint ({meta['dataset']}) is not in the data directory. {info.no_download}"
     return (f"The test set of this checkpoint ({meta['dataset']}) is not in the data directory; "
             f"`python -m vitviz download {meta['dataset']}` fetches it{size}.")
 
