@@ -95,7 +95,8 @@ def bench_train(args, device) -> list[dict]:
     batch = args.batch or (256 if device.type == "cuda" else 16)
     steps = args.steps or (30 if device.type == "cuda" else 3)
     entries = [(n, {}, 224) for n in TIMM_REFERENCES] + [(n, {}, 224) for n in PAPER_XCIT]
-    entries += [(variant, kwargs, 32) for variant, kwargs in ZOO.values()]
+    entries += [(variant, kwargs, 32) for variant, kwargs in ZOO.values()
+                if args.train_set == "all" or variant in CIFAR_XCIT]
     for compile_ in ([False, True] if args.compile else [False]):
         for name, kwargs, size in entries:
             b = batch if size == 224 else (args.batch_32 or (2048 if device.type == "cuda" else 64))
@@ -169,7 +170,8 @@ def markdown(result: dict) -> str:
                          f"{r['images_per_second']:,.0f} | {peak} |")
         lines.append("")
     if result.get("epoch"):
-        lines += ["### One fine-tune epoch", "", "| variant | images | compiled | seconds | img/s |", "|---|---|---|---|---|"]
+        lines += ["### One fine-tune epoch", "", "| variant | images | compiled | seconds | img/s |",
+                  "|---|---|---|---|---|"]
         for r in result["epoch"]:
             if "skipped" in r:
                 lines.append(f"| {r['skipped']} | | | | |")
@@ -203,6 +205,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--train-set", default="all", choices=["all", "xcit"],
+                        help="train: every zoo variant, or only timm's references and the XCiT variants "
+                             "(224 px and CIFAR-native; for a short GPU session)")
     parser.add_argument("--cpu-epoch", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smaller token sweep on CPU")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))

@@ -17,7 +17,7 @@ from vitviz.ui.analysis_cache import (drift_table, fsne_code_contributions, fsne
                                       pathway_similarity, pathways, weight_table)
 
 IMAGE_COUNTS = (32, 64, 128, 256, 512, 1000)
-DEFAULT_IMAGES = 128  # a few seconds per checkpoint on a CPU; 128 x 64 tokens = 8,192 examples per pathway
+DEFAULT_IMAGES = 64  # about a second per checkpoint on a 2-core CPU; 64 x 64 tokens = 4,096 examples per pathway
 
 
 def is_fsne(row) -> bool:
