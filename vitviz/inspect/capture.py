@@ -227,7 +227,8 @@ class _Recorder:
             self._hook(attn.qkv, on_qkv)
             return
         self._set(attn, "fused_attn", False)
-        self._hook(attn.attn_drop, lambda m, a, out: self._append("class_attention", out[:, :, 0].detach().float().cpu()))
+        self._hook(attn.attn_drop,
+                   lambda m, a, out: self._append("class_attention", out[:, :, 0].detach().float().cpu()))
 
     def _install_token_mixing(self):
         model = self.model

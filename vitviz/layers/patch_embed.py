@@ -45,7 +45,8 @@ class XcitStem4(nn.Module):
         self.patch_size = 4
         height, width = to_2tuple(img_size)
         self.num_patches = (height // 4) * (width // 4)
-        self.proj = nn.Sequential(conv3x3(in_chans, embed_dim // 2, 2), act_layer(), conv3x3(embed_dim // 2, embed_dim, 2))
+        self.proj = nn.Sequential(conv3x3(in_chans, embed_dim // 2, 2), act_layer(),
+                                  conv3x3(embed_dim // 2, embed_dim, 2))
 
     def forward(self, x: torch.Tensor):
         x = self.proj(x)
