@@ -37,18 +37,13 @@ def test_attention_page_every_checkpoint_and_layer_change(app_env, stem):
     charts = at.get("plotly_chart")
     assert charts, "no figure shown"
     if stem.startswith("tiny_vit"):
-        before = [c.proto.spec for c in at.get("plotly_chart")]
-        at.radio(key="attn_layer").set_value(0).run()
-        assert not at.exception
-        after = [c.proto.spec for c in at.get("plotly_chart")]
-        assert before != after
+        # every layer is in one figure; its slider switches layers in the browser (values: test_map_to_screen.py)
+        import json
+        explorer = next(f for f in (json.loads(c.proto.spec) for c in charts) if f["layout"].get("sliders"))
+        steps = explorer["layout"]["sliders"][0]["steps"]
+        assert len(steps) == 2  # the tiny models' layers
+        assert steps[0]["args"][0]["opacity"] != steps[1]["args"][0]["opacity"]
     if stem == "tiny_vit_performer":
         assert any("approximation" in i.value for i in [*at.subheader, *at.info])
     if stem.startswith("tiny_xcit"):
         assert any("class attention" in s.value for s in at.subheader)
-
-
-def test_attention_page_bad_upload_message(app_env):
-    at = run_page("attention")
-    at.radio(key="attn_image_source").set_value("Upload").run()
-    assert not at.exception

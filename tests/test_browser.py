@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app_fixtures import write_tiny_checkpoints
+from app_fixtures import APP_VARIANTS, write_tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "browser"
@@ -26,7 +26,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+SERVED: dict = {}  # what the module's server shows: its checkpoint directory
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="Debian's chromium is not installed (apt-get install chromium)")
 
 
 def free_port() -> int:
@@ -53,6 +56,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 def server(tmp_path_factory):
     checkpoint_dir = tmp_path_factory.mktemp("browser_checkpoints")
     write_tiny_checkpoints(checkpoint_dir)
+    SERVED["checkpoints"] = checkpoint_dir
     port = free_port()
     env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(checkpoint_dir),
                VITVIZ_DATA_DIR=str(tmp_path_factory.mktemp("data")), PYTHONPATH=str(ROOT))
@@ -105,6 +109,51 @@ def choose_option(page, label: str, option: str):
     wait_idle(page)
 
 
+# Plotly keeps the decoded trace arrays in `_fullData` (the `data` it was given may be base64 "bdata")
+PLOTLY_TRACES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
+  title: el.layout && el.layout.title ? (el.layout.title.text || el.layout.title) : '',
+  traces: (el._fullData || []).map(t => ({name: t.name, type: t.type,
+     x: t.x ? Array.from(t.x) : null, y: t.y ? Array.from(t.y) : null,
+     z: t.z ? Array.from(t.z).map(r => (r && r.length !== undefined) ? Array.from(r) : r) : null}))}))"""
+
+
+def plotted(page) -> list[dict]:
+    return page.evaluate(PLOTLY_TRACES)
+
+
+def class_token_maps(image_u8: np.ndarray, checkpoint: str) -> dict[tuple[int, int], np.ndarray]:
+    """The library's own class-token attention of a checkpoint on a (S, S, 3) uint8 image, per (layer, head),
+    over the patch grid (class-token column dropped)."""
+    import torch
+    from vitviz import checkpoints
+    from vitviz.inspect import capture
+    model, meta = checkpoints.load(SERVED["checkpoints"] / f"{checkpoint}.safetensors", device="cpu")
+    x = torch.from_numpy(image_u8).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    art = capture(model, x, want=["attention", "grids"])
+    out = {}
+    for layer, (attn, grid) in enumerate(zip(art["attention"], art["grids"])):
+        for head in range(attn.shape[1]):
+            out[(layer, head)] = attn[0, head, 0, 1:].reshape(grid["k"]).numpy()
+    return out
+
+
+def assert_class_token_heatmaps_match(page, expected: dict) -> None:
+    """Every 'layer L · hH' heat map on the page holds the library's class-token map of that layer and head."""
+    import re
+    matched = 0
+    for fig in plotted(page):
+        for trace in fig["traces"]:
+            found = re.fullmatch(r"layer (\d+) · h(\d+)", str(trace["name"]))
+            if trace["type"] != "heatmap" or not found:
+                continue
+            key = (int(found.group(1)), int(found.group(2)))
+            np.testing.assert_allclose(np.array(trace["z"], dtype=float), expected[key], atol=1e-4,
+                                       err_msg=f"heat map {trace['name']}")
+            matched += 1
+    assert matched == len(expected), f"{matched} class-token heat maps on the page, expected {len(expected)}"
+
+
 def png_bytes() -> bytes:
     from PIL import Image
     rng = np.random.default_rng(0)
@@ -117,8 +166,16 @@ def test_zoo_lists_the_checkpoints(page, server):
     page.goto(server)
     page.get_by_role("heading", name="Model zoo").wait_for()
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
-    assert page.get_by_text("Device:").count() >= 1
+    from vitviz.ui.state import device_label
+    page.get_by_text(f"Device: {device_label()}", exact=True).wait_for()  # the device the app runs on
+    page.get_by_role("heading", name=f"Checkpoints in {SERVED['checkpoints']}").wait_for()
     page.screenshot(path=str(SHOTS / "zoo.png"), full_page=True)
+    # the checkpoint picker offers exactly the checkpoints in the served directory
+    open_page(page, server, "Attention")
+    page.get_by_label("Checkpoint").first.click()
+    offered = sorted(t.split(" ")[0] for t in page.get_by_role("option").all_inner_texts())
+    page.keyboard.press("Escape")
+    assert offered == sorted(APP_VARIANTS), offered
 
 
 def test_attention_heatmap_for_a_chosen_checkpoint_and_image(page, server):
@@ -129,13 +186,16 @@ def test_attention_heatmap_for_a_chosen_checkpoint_and_image(page, server):
     page.get_by_text("digits test image #0").wait_for()
     heatmaps = page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .imagelayer image")
     heatmaps.first.wait_for()
-    assert heatmaps.count() > 0
     assert page.get_by_text("Softmax attention").count() >= 1
     page.screenshot(path=str(SHOTS / "attention.png"), full_page=True)
+    from vitviz.data import load_dataset
+    digit = load_dataset("digits", "test", img_size=32).images[0]
+    assert_class_token_heatmaps_match(page, class_token_maps(digit, "tiny_vit_softmax"))
 
 
 def test_upload_an_image_and_a_bad_file(page, server, tmp_path):
     open_page(page, server, "Attention")
+    choose_option(page, "Checkpoint", "tiny_vit_softmax")
     page.get_by_text("Upload", exact=True).click()
     wait_idle(page)
     good = tmp_path / "photo.png"
@@ -145,6 +205,10 @@ def test_upload_an_image_and_a_bad_file(page, server, tmp_path):
     page.get_by_text("upload 'photo.png'").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     page.screenshot(path=str(SHOTS / "upload.png"), full_page=True)
+    # the maps shown are the uploaded photo's (as the app prepares it: decoded, resized to 32 px)
+    from vitviz.data.images import prepare, read_image
+    photo = prepare(read_image(png_bytes(), "photo.png"), 32)
+    assert_class_token_heatmaps_match(page, class_token_maps(photo, "tiny_vit_softmax"))
 
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")
@@ -159,8 +223,22 @@ def test_per_class_with_two_variants(page, server):
     wait_idle(page)
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
-    assert page.locator(".js-plotly-plot").count() >= 2
     page.screenshot(path=str(SHOTS / "per_class.png"), full_page=True)
+    # the bars are each checkpoint's per-class accuracy, recomputed from its stored test predictions
+    from vitviz import checkpoints
+    bars = {}
+    for fig in plotted(page):
+        for trace in fig["traces"]:
+            if trace["type"] == "bar" and trace["name"] in APP_VARIANTS:
+                bars[trace["name"]] = trace
+    assert len(bars) == 2, list(bars)
+    for name, trace in bars.items():
+        meta = checkpoints.read_meta(SERVED["checkpoints"] / name)
+        labels = np.array(meta["metrics"]["test_labels"])
+        predictions = np.array(meta["metrics"]["test_predictions"])
+        expected = [float((predictions[labels == k] == k).mean()) for k in range(len(meta["classes"]))]
+        assert trace["x"] == [str(c) for c in meta["classes"]]
+        np.testing.assert_allclose(trace["y"], expected, atol=1e-9, err_msg=name)
 
 
 def test_finetune_job_runs_to_done_in_the_browser(page, server):
@@ -178,3 +256,27 @@ def test_finetune_job_runs_to_done_in_the_browser(page, server):
     page.get_by_role("heading", name="Per-class comparison").wait_for()
     wait_idle(page)
     page.screenshot(path=str(SHOTS / "finetune_vs_parent.png"), full_page=True)
+
+
+def test_per_class_figure_downloads_as_svg_pdf_and_an_offline_report(page, server):
+    from vitviz.figures.export import static_export_status
+    if not static_export_status()[0]:
+        pytest.skip(static_export_status()[1])
+    open_page(page, server, "Per-class")
+    wait_idle(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    downloaded = {}
+    for fmt in ("svg", "pdf"):
+        button = page.locator(f".st-key-pc_bars_{fmt} button").first
+        button.scroll_into_view_if_needed()
+        with page.expect_download(timeout=120_000) as info:
+            button.click()
+        downloaded[fmt] = Path(info.value.path()).read_bytes()
+        assert info.value.suggested_filename == f"per_class_bars.{fmt}"
+    assert downloaded["svg"].lstrip().startswith(b"<svg") and b"</svg>" in downloaded["svg"]
+    assert downloaded["pdf"].startswith(b"%PDF-")
+    with page.expect_download(timeout=120_000) as info:
+        page.locator(".st-key-pc_report button").first.click()
+    report = Path(info.value.path()).read_text()
+    assert "<script src=" not in report and report.count("Plotly.newPlot") >= 4
+    assert "vitviz_xcit_n12_p4_32_linear" in report and "pc_level" in report

@@ -15,7 +15,7 @@ from vitviz.data import ImageDataset, load_dataset
 from vitviz.train import TrainConfig, evaluate, finetune, save_run, train, train_from_scratch
 from vitviz.train.engine import TrainingCancelled, apply_trainable, decay_groups, lr_at, qkv_parameter_names
 
-from test_data import write_cifar10
+from test_data import cifar_rows, write_cifar10
 from tiny import tiny_kwargs
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -239,7 +239,19 @@ def test_cli_train_then_finetune_then_eval_on_fixture_files(cifar_fixture, tmp_p
     assert cli_main(["eval", "--checkpoint", str(child.with_suffix(".safetensors")), "--data-dir",
                      str(cifar_fixture), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["num_test_samples"] == 4 and 0 <= report["test_accuracy"] <= 1
+    # the reported accuracy is the checkpoint's own predictions on the fixture's test batch, recomputed
+    # here from the raw CIFAR rows (R, G, B planes) with the checkpoint's normalisation
+    model, meta = checkpoints.load(child)
+    rows, labels = cifar_rows(4, seed=5), np.array([5, 6, 7, 8])  # test_batch is batch index 5
+    x = torch.from_numpy(rows.reshape(4, 3, 32, 32)).float() / 255
+    x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        predictions = model.eval()(x).argmax(-1).numpy()
+    assert report["num_test_samples"] == 4
+    assert report["test_accuracy"] == pytest.approx(float((predictions == labels).mean()))
+    for label in labels:
+        expected = float(predictions[labels == label][0] == label)
+        assert report["per_class_accuracy"][meta["classes"][label]] == pytest.approx(expected)
 
     assert cli_main(["eval", "--checkpoint", str(child), "--data-dir", str(cifar_fixture), "--update"]) == 0
     updated = checkpoints.read_meta(child)["metrics"]
