@@ -9,6 +9,7 @@ from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.checkpoints import CheckpointError
 from vitviz.inspect import code_drift
+from vitviz.inspect.pathways import DEFAULT_PROBE_IMAGES
 from vitviz.inspect.compare_weights import (STATISTIC_HELP, STATISTICS, block_count, block_spectra, block_values,
                                             cka_at_block, cka_long, cka_summary, overlap_long, stat_lines)
 from vitviz.ui import checkpoints_table, choose_checkpoint, choose_checkpoints, load_model, show_figure, show_table
@@ -17,7 +18,7 @@ from vitviz.ui.analysis_cache import (drift_table, fsne_code_contributions, fsne
                                       pathway_similarity, pathways, weight_table)
 
 IMAGE_COUNTS = (32, 64, 128, 256, 512, 1000)
-DEFAULT_IMAGES = 64  # about a second per checkpoint on a 2-core CPU; 64 x 64 tokens = 4,096 examples per pathway
+DEFAULT_IMAGES = DEFAULT_PROBE_IMAGES
 
 
 def is_fsne(row) -> bool:

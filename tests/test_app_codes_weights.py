@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vitviz import checkpoints
+from vitviz.inspect.pathways import DEFAULT_PROBE_IMAGES as DEFAULT_IMAGES
 from vitviz.layers.qkv_embedding import FullySharedQKV
 
 from app_fixtures import run_page
@@ -87,8 +88,8 @@ def test_cka_view_leads_with_non_nan_values_for_every_xcit_checkpoint(app_env):
     at = run_page("codes_weights")
     assert at.header[0].value.startswith("How alike are q, k and v")
     summary = assert_cka_view_complete(at)
-    assert (summary["images"] == 128).all() and summary["images from"].str.contains("digits").all()
-    assert any("128 digits test images" in c.value for c in at.caption)
+    assert (summary["images"] == DEFAULT_IMAGES).all() and summary["images from"].str.contains("digits").all()
+    assert any(f"{DEFAULT_IMAGES} digits test images" in c.value for c in at.caption)
 
     at.select_slider(key="cw_images").set_value(64).run()
     ok(at)
@@ -200,7 +201,7 @@ def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
     ok(at)
     function = table(at, ["block", "pathway", "function_cka"])
     assert len(function) == 2 * 3 and function["function_cka"].between(0, 1 - 1e-6).all()
-    assert (function["images"] == 128).all() and (function["weight_relative_change"] == 0).all()
+    assert (function["images"] == DEFAULT_IMAGES).all() and (function["weight_relative_change"] == 0).all()
     assert chart(at, "cw_drift_function")["data"] and chart(at, "cw_drift_weights")["data"]
 
 
