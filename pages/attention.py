@@ -4,8 +4,8 @@ import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
-from vitviz.inspect.attention_views import (attention_source, class_attention_heats, group_by_grid,
-                                            operator_share_table, query_heat, query_index, rollout_heat,
+from vitviz.inspect.attention_views import (attention_source, class_attention_heats, explorer_heats, group_by_grid,
+                                            operator_share_table, query_index, rollout_heat,
                                             rollout_refusal, signed_caption, signed_summary)
 from vitviz.ui import captured, choose_checkpoint, choose_image, show_figure, show_table
 from vitviz.ui.fidelity import BUDGETS, fidelity_of, has_efficient_attention
@@ -59,34 +59,28 @@ def token_attention_view():
     signed = signed_summary(maps)
     if signed is not None:
         st.warning(signed_caption(signed))
-    query_choice = st.radio("Query token", ["class token", "centre token"] if grids[-1]["cls"] else ["centre token"],
-                            horizontal=True, key="attn_query",
-                            help="layers without a class token (CvT's first stages) use the centre token")
-    cols = st.columns(2)
-    with cols[0]:
-        layer_view(maps, grids, query_choice, what)
-    with cols[1]:
+    heats, queries, columns = explorer_heats(maps, grids)
+    st.caption("Drag the layer slider under the figure: every layer, head and query token is already in the "
+               "browser, so switching is instant. Each cell is one key token; hover for its attention.")
+    show_figure(figures.attention_explorer(image, heats, row_labels=queries, col_labels=columns,
+                                           signed=signed is not None,
+                                           title=f"query attention over the keys ({what})"),
+                "attention_explorer", key="attn_explorer")
+    with st.columns(2)[0]:
         refusal = rollout_refusal(maps, grids)
         if refusal is None:
             rollout_view(maps, grids)
         else:
             st.caption(refusal)
+    query_choice = "class token"  # layers without one (CvT's first stages) use the centre token
     for i, (layers, group_maps, group_grid) in enumerate(group_by_grid(maps, grids)):
+        shown = "class token" if group_grid["cls"] else "centre token"
         show_figure(figures.attention_grid([m[0] for m in group_maps], grid=group_grid["k"],
                                            query=query_index(group_grid, query_choice),
                                            titles=[f"layer {n}" for n in layers],
-                                           title=f"{query_choice} attention ({what}), layers {layers[0]}-{layers[-1]}"
+                                           title=f"{shown} attention ({what}), layers {layers[0]}-{layers[-1]}"
                                                  " x heads"),
                     f"attention_grid_{i}", key=f"attn_grid_{i}")
-
-
-@st.fragment
-def layer_view(maps, grids, query_choice, what):
-    layer = st.radio("Layer", list(range(len(maps))), index=len(maps) - 1, horizontal=True, key="attn_layer")
-    head = st.selectbox("Head", ["mean"] + list(range(maps[layer].shape[1])), key="attn_head")
-    heat = query_heat(maps[layer][0], grids[layer], query_index(grids[layer], query_choice), head)
-    show_figure(figures.attention_overlay(image, heat, title=f"layer {layer}, head {head} ({what})"),
-                "attention_overlay", key="attn_overlay")
 
 
 @st.fragment
@@ -152,10 +146,19 @@ with right:
         token_attention_view()
     if "class_attention" in art:
         st.subheader("XCiT class attention (class token -> patches)")
-        for block, heats in enumerate(class_attention_heats(art)):
-            show_figure(figures.overlay_row(image, heats, title=f"class-attention block {block}"),
-                        f"class_attention_{block}", key=f"attn_ca_{block}")
+        blocks = class_attention_heats(art)
+        columns = list(blocks[0])
+        show_figure(figures.attention_explorer(image, [[[b[c] for c in columns]] for b in blocks],
+                                               row_labels=["class token"], col_labels=columns, layer_name="block",
+                                               title="class attention per class-attention block (slider)"),
+                    "class_attention", key="attn_class_attention")
     token_mixing_view()
     if has_efficient_attention(model):
         with st.expander("How close is this efficient attention to softmax attention?"):
             fidelity_view()
+
+# Gradient-weighted relevance (Chefer et al. 2021), for a selectable class: a self-contained fragment.
+from vitviz.ui.explain_views import relevance_section  # noqa: E402
+
+with right:
+    relevance_section(path, image, meta)

@@ -36,16 +36,15 @@ temperatures = paper_tau(art["temperatures"])
 layers, heads = matrices.shape[:2]
 
 
-@st.fragment
 def layer_view():
     st.subheader("One layer")
-    layer = st.slider("Layer", 0, layers - 1, layers - 1, key="xcc_layer")
-    shared = st.checkbox("Shared colour scale", value=True, key="xcc_shared")
-    show_figure(figures.matrix_grid(matrices[layer:layer + 1], shared_scale=shared, titles=[f"layer {layer}"],
-                                    temperatures=temperatures[layer:layer + 1], panel_px=220,
-                                    title=f"layer {layer}: {heads} heads, {matrices.shape[-1]} x "
-                                          f"{matrices.shape[-1]} channels"),
-                f"xca_layer_{layer}", key="xcc_layer_fig")
+    st.caption("Drag the layer slider under the figure: every layer is already in the browser, so switching "
+               "is instant.")
+    shared = st.checkbox("Shared colour scale (over all layers and heads)", value=True, key="xcc_shared")
+    show_figure(figures.matrix_explorer(matrices, temperatures=temperatures, shared_scale=shared,
+                                        title=f"{heads} heads, {matrices.shape[-1]} x {matrices.shape[-1]} "
+                                              "channels"),
+                "xca_layers", key="xcc_layer_fig")
 
 
 with right:

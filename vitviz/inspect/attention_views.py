@@ -128,3 +128,29 @@ def class_attention_heats(art) -> list[dict[str, np.ndarray]]:
         heats["mean"] = cls_map.mean(0).reshape(h, w).numpy()
         out.append(heats)
     return out
+
+
+QUERIES = ("class token", "centre token")
+
+
+def explorer_heats(maps: list, grids: list[dict], queries=QUERIES) -> tuple[list, list[str], list[str]]:
+    """Every layer's query heats for `figures.attention_explorer`: (heats[layer][query][column], query
+    labels, column labels), columns "head 0".."head n-1" then "mean". A query row that does not exist in
+    a layer (the class token of a layer without one, such as CvT's first stages) and heads a layer lacks
+    are None. Query tokens as in `query_index`."""
+    n_heads = max(m.shape[1] for m in maps)
+    columns = [f"head {h}" for h in range(n_heads)] + ["mean"]
+    rows = [q for q in queries if q != "class token" or any(g["cls"] for g in grids)]
+    heats = []
+    for layer_map, grid in zip(maps, grids):
+        layer = []
+        for q in rows:
+            if q == "class token" and not grid["cls"]:
+                layer.append([None] * len(columns))
+                continue
+            query = query_index(grid, q)
+            heads = layer_map.shape[1]
+            layer.append([query_heat(layer_map[0], grid, query, h) if h < heads else None for h in range(n_heads)]
+                         + [query_heat(layer_map[0], grid, query, "mean")])
+        heats.append(layer)
+    return heats, rows, columns
