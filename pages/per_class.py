@@ -3,12 +3,14 @@ Holm), their confusion matrices, the images in a confusion cell and the samples 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures, metrics
 from vitviz.overview import default_pair
 from vitviz.ui import checkpoints_table, choose_checkpoint, show_figure, show_table
+from vitviz.ui.export_buttons import collect, report_download, start_report
 from vitviz.ui.evaluations import comparison, in_words, paired_predictions, parent_pairs
 from vitviz.ui.widgets import checkpoint_options
 
@@ -16,6 +18,7 @@ MAX_IMAGES = 32
 
 ensure_app_navigation()
 st.title("Per-class comparison")
+start_report()
 options = checkpoint_options()
 label_of = {path: label for label, path in options.items()}
 if len(options) < 2:
@@ -56,6 +59,8 @@ left, right = st.columns(2)
 path_a, _, meta_a = choose_checkpoint("Checkpoint A", key="pc_a", container=left, default=default_a)
 path_b, _, meta_b = choose_checkpoint("Checkpoint B", key="pc_b", container=right, default=default_b)
 name_a, name_b = Path(path_a).stem, Path(path_b).stem
+report_download(f"Per-class comparison: {name_a} (A) vs {name_b} (B)", f"per_class_report_{name_a}_vs_{name_b}",
+                {name_a: meta_a, name_b: meta_b}, "pc_", key="pc_report")
 if path_a == path_b:
     st.info("A and B are the same checkpoint; choose another B to see differences.")
 level = st.select_slider("Confidence level", [0.9, 0.95, 0.99], value=0.95, key="pc_level")
@@ -81,6 +86,7 @@ cols[3].metric("McNemar p", f"{overall['mcnemar_p']:.3g}",
                help="exact two-sided McNemar test over all samples")
 cols[3].caption(f"only A right: {overall['b_only_a_right']}, only B right: {overall['c_only_b_right']}"
                 + (" · significant" if overall["significant"] else ""))
+collect("table", pd.DataFrame([overall]), "Overall (A vs B)")
 
 st.subheader("Per class")
 worded = in_words(table)

@@ -365,6 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", action="store_true", help="ignore a cached result")
     p.add_argument("--progress", action="store_true", help="write progress beside the cache (for the app)")
     p.add_argument("--json", action="store_true", help="print JSON (table, verdict, cache path)")
+    p = command("representations", "layer x layer linear CKA between the block outputs of two checkpoints on the "
+                                   "same test images (minibatch unbiased HSIC, Nguyen et al. 2021)")
+    p.add_argument("checkpoints", nargs="*", help="two checkpoints (A B); omit with --preset")
+    p.add_argument("--preset", action="store_true",
+                   help="XCiT baseline (linear) vs each of SNE / P-SNE / F-SNE among the checkpoints in --dir")
+    p.add_argument("--dir", default=str(DEFAULT_CHECKPOINT_DIR), help="checkpoint directory for --preset")
+    p.add_argument("--images", type=int, default=512, help="test images of the first checkpoint (spread over it)")
+    p.add_argument("--batch-size", type=int, default=64, help="minibatch of the HSIC estimator")
+    p.add_argument("--features", default="flatten", choices=["flatten", "mean"],
+                   help="an image's features: its tokens flattened, or their mean")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
+    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print JSON (matrices, matching-depth CKA, images)")
     _jobs_parser(sub)
     return parser
 
@@ -416,9 +429,45 @@ def cmd_faithfulness(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"faithfulness": cmd_faithfulness, "app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,
+def cmd_representations(args, argv) -> int:
+    from . import checkpoints
+    from .inspect.representations import checkpoint_cka, qkv_embedding_pairs
+    from .train.device import resolve_device
+    if args.preset:
+        paths = [str(p) for p in sorted(Path(args.dir).glob("*.safetensors"))]
+        pairs = qkv_embedding_pairs({p: checkpoints.read_meta(p)["variant"] for p in paths})
+        if not pairs:
+            raise ValueError(f"no XCiT linear baseline with SNE / P-SNE / F-SNE checkpoints in {args.dir}")
+    elif len(args.checkpoints) == 2:
+        pairs = [(args.checkpoints[0], args.checkpoints[1], "")]
+    else:
+        raise ValueError("give two checkpoints, or --preset")
+    device = resolve_device(args.device)
+    out = []
+    for a, b, label in pairs:
+        model_a, meta_a = checkpoints.load(a, device=device)
+        model_b, meta_b = checkpoints.load(b, device=device)
+        result, source = checkpoint_cka(model_a, meta_a, model_b, meta_b, args.images, batch_size=args.batch_size,
+                                        features=args.features, data_root=args.data_dir)
+        out.append(dict(a=Path(a).stem, b=Path(b).stem, label=label, images=result.images, image_source=source,
+                        batch_size=result.batch_size, features=result.features, blocks_a=list(result.blocks_a),
+                        blocks_b=list(result.blocks_b), matrix=result.matrix.tolist(),
+                        matching_depth=json.loads(result.diagonal().to_json(orient="records")),
+                        first_depth_below_0_9=result.divergence_depth(0.9)))
+        if not args.json:
+            print(f"{Path(a).stem} vs {Path(b).stem}{f' ({label})' if label else ''}: {source}; minibatch "
+                  f"{result.batch_size}, features {result.features}; first depth with CKA < 0.9: "
+                  f"{result.divergence_depth(0.9)}")
+            print(result.diagonal().to_string(index=False))
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+COMMANDS = {"app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,
             "train": cmd_train, "finetune": cmd_finetune, "eval": cmd_eval, "train-zoo": cmd_train_zoo,
-            "jobs": cmd_jobs, "export-hub": cmd_export_hub}
+            "jobs": cmd_jobs, "export-hub": cmd_export_hub, "faithfulness": cmd_faithfulness,
+            "representations": cmd_representations}
 
 
 def _user_error(exc: Exception) -> bool:

@@ -22,6 +22,8 @@ __all__ = [
     "confusion_matrix",
     "bootstrap_ci",
     "paired_bootstrap_diff_ci",
+    "bootstrap_mean_ci",
+    "paired_bootstrap_mean_diff_ci",
     "mcnemar_exact",
     "holm",
     "compare_per_class",
@@ -176,6 +178,39 @@ def paired_bootstrap_diff_ci(correct_a, correct_b, *, n_boot: int = 2000, level:
     if len(a) != len(b):
         raise ValueError(f"correct_a and correct_b must have the same length, "
                          f"got {len(a)} and {len(b)}")
+    if a.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean_a, mean_b = _bootstrap_means([a, b], int(n_boot), np.random.default_rng(seed))
+    low, high = _interval(mean_b - mean_a, level)
+    return float(b.mean() - a.mean()), low, high
+
+
+def _values(x, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def bootstrap_mean_ci(values, *, n_boot: int = 2000, level: float = 0.95, seed=0) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of real-valued per-sample scores (e.g. per-image AUCs).
+    ``(nan, nan)`` for an empty array."""
+    _check_boot(n_boot, level)
+    values = _values(values, "values")
+    if values.size == 0:
+        return float("nan"), float("nan")
+    (means,) = _bootstrap_means([values], int(n_boot), np.random.default_rng(seed))
+    return _interval(means, level)
+
+
+def paired_bootstrap_mean_diff_ci(values_a, values_b, *, n_boot: int = 2000, level: float = 0.95,
+                                  seed=0) -> tuple[float, float, float]:
+    """Mean difference (B - A) of paired real-valued scores with a paired percentile bootstrap interval
+    (one resample of sample indices for both). Returns ``(diff, low, high)``; all NaN for empty input."""
+    _check_boot(n_boot, level)
+    a, b = _values(values_a, "values_a"), _values(values_b, "values_b")
+    if len(a) != len(b):
+        raise ValueError(f"values_a and values_b must have the same length, got {len(a)} and {len(b)}")
     if a.size == 0:
         return float("nan"), float("nan"), float("nan")
     mean_a, mean_b = _bootstrap_means([a, b], int(n_boot), np.random.default_rng(seed))

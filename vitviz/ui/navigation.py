@@ -13,7 +13,9 @@ PAGE_LIST = [  # (file, title, icon)
     ("codes_weights.py", "Q/K/V codes & weights", ":material/key:"),
     ("per_class.py", "Per-class", ":material/bar_chart:"),
     ("compare.py", "Compare", ":material/compare:"),
+    ("representations.py", "Representations", ":material/stacked_line_chart:"),
     ("attributions.py", "Attributions", ":material/my_location:"),
+    ("faithfulness.py", "Faithfulness", ":material/fact_check:"),
     ("efficiency.py", "Efficiency", ":material/speed:"),
     ("finetune.py", "Fine-tune", ":material/tune:"),
 ]

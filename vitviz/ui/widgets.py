@@ -11,6 +11,7 @@ from ..checkpoints import CheckpointError, checkpoint_files_exist
 from ..data import load_dataset
 from ..data.images import ACCEPTED_FORMATS, ImageError, prepare, read_image, sample_photos
 from ..overview import preferred_checkpoint
+from .export_buttons import collect, static_downloads
 from .state import checkpoints_table, load_model, test_set, test_set_missing_note
 
 IMAGE_SOURCES = ("Test set", "Sample photo", "Digits", "Upload")
@@ -185,13 +186,16 @@ def choose_image(meta: dict, key: str = "image", container=None):
 
 
 def show_figure(fig, name: str, key: str | None = None, **kwargs):
-    """Plotly chart plus an HTML download (the chart's own toolbar saves PNG)."""
+    """Plotly chart plus HTML, SVG, PDF and PNG downloads (static formats rendered on click)."""
     st.plotly_chart(fig, key=key, **kwargs)
     st.download_button("Download figure (HTML)", lambda: fig.to_html(include_plotlyjs="cdn"), f"{name}.html",
                        "text/html", key=None if key is None else f"{key}_html")
+    static_downloads(fig, name, key)  # SVG / PDF / PNG, rendered on click (or why not available)
+    collect("figure", fig, name)  # for the page's HTML report, if it makes one
 
 
 def show_table(df: pd.DataFrame, name: str, key: str | None = None, **kwargs):
     st.dataframe(df, hide_index=True, key=key, **kwargs)
+    collect("table", df, name)
     st.download_button("Download table (CSV)", lambda: df.to_csv(index=False), f"{name}.csv", "text/csv",
                        key=None if key is None else f"{key}_csv")
