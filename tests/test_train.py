@@ -1,4 +1,5 @@
 """Training engine, fine-tuning, evaluation and the CLI, on tiny models and fixture data (CPU)."""
+import importlib
 import json
 import threading
 
@@ -93,7 +94,8 @@ def test_cli_interrupt_writes_nothing(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vitviz.train.train_from_scratch", interrupted)
+    # the module, not the package attribute `vitviz.train.finetune` (that name is the finetune() function)
+    monkeypatch.setattr(importlib.import_module("vitviz.train.finetune"), "train_from_scratch", interrupted)
     code = cli_main(["train", "--variant", "vitviz_fnet_32", "--dataset", "digits", "--steps", "2",
                      "--out", str(tmp_path / "x")])
     assert code == 130 and list(tmp_path.iterdir()) == []
