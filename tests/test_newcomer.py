@@ -112,6 +112,9 @@ def test_paths_in_metadata_are_portable(tmp_path):
     (repo.parent / "shared" / "data" / "cifar10-mini").mkdir(parents=True)
     assert portable_path(repo / "checkpoints" / "a.safetensors", repo) == "checkpoints/a.safetensors"
     assert portable_path(repo.parent / "shared" / "data" / "cifar10-mini", repo) == "../shared/data/cifar10-mini"
+    # anything else beside the repository stays absolute (a clone in /tmp: pytest's /tmp folders are not ours)
+    assert portable_path(repo.parent / "pytest-of-root" / "p.safetensors", repo) == str(repo.parent / "pytest-of-root"
+                                                                                       / "p.safetensors")
     command = f"python -m vitviz train --data-dir {repo.parent}/shared/data/cifar10-mini --out={repo}/checkpoints/x"
     assert portable_command(command, repo) == ("python -m vitviz train --data-dir ../shared/data/cifar10-mini "
                                                "--out=checkpoints/x")

@@ -2,9 +2,10 @@
 
 - the checkpoint directory (`$VITVIZ_CHECKPOINT_DIR`, else the repository's `checkpoints/`) and its
   git-ignored `runs/` subfolder, where every new checkpoint and the job queue go;
-- portable paths for checkpoint metadata: a path inside the repository, or beside it (e.g.
-  `../shared/data/...`), is stored relative to the repository root; `resolve_stored_path` reads both
-  these and the absolute paths older checkpoints stored on the machine that trained them.
+- portable paths for checkpoint metadata: a path inside the repository, or inside the `shared/` folder
+  beside it (`../shared/data/...`, the project's shared data), is stored relative to the repository root;
+  `resolve_stored_path` reads both these and the absolute paths older checkpoints stored on the machine
+  that trained them.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ def default_runs_dir() -> Path:
 
 
 def portable_path(path: str | os.PathLike | None, root: Path = REPO_ROOT) -> str | None:
-    """`path` as stored in metadata: relative to the repository when it is inside it or beside it
-    (in the repository's parent folder), else unchanged. None stays None."""
+    """`path` as stored in metadata: relative to the repository when it is inside it or inside the project's
+    `shared/` folder beside it, else unchanged (a repository cloned into /tmp must not make every /tmp path
+    relative). None stays None."""
     if path is None:
         return None
     resolved = Path(path).expanduser().absolute()
-    for base in (root, root.parent):
+    for base in (root, root.parent / "shared"):
         if resolved.is_relative_to(base):
             return os.path.relpath(resolved, root).replace(os.sep, "/")
     return str(path)
