@@ -138,8 +138,7 @@ def class_token_maps(image_u8: np.ndarray, checkpoint: str) -> dict[tuple[int, i
     return out
 
 
-def assert_class_token_heatmaps_match(page, expected: dict) -> None:
-    """Every 'layer L · hH' heat map on the page holds the library's class-token map of that layer and head."""
+def _class_token_heatmaps_match(page, expected: dict) -> None:
     import re
     matched = 0
     for fig in plotted(page):
@@ -152,6 +151,23 @@ def assert_class_token_heatmaps_match(page, expected: dict) -> None:
                                        err_msg=f"heat map {trace['name']}")
             matched += 1
     assert matched == len(expected), f"{matched} class-token heat maps on the page, expected {len(expected)}"
+
+
+def assert_class_token_heatmaps_match(page, expected: dict, settle_seconds: float = 20.0) -> None:
+    """Every 'layer L · hH' heat map on the page holds the library's class-token map of that layer and head.
+
+    Streamlit replaces a rerun's elements one by one, so right after the new image's caption appears the
+    figure can still be the previous image's: the comparison is repeated until the page settles (or the
+    time is up, and the last mismatch is raised)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        try:
+            _class_token_heatmaps_match(page, expected)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(500)
 
 
 def png_bytes() -> bytes:
