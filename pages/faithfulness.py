@@ -1,13 +1,17 @@
 """Faithfulness: which explanation can be trusted, per checkpoint: perturbation test and RISE deletion/insertion."""
+from pathlib import Path
+
 import streamlit as st
 
 from vitviz.inspect.faithfulness import METHODS, Settings, load_cached
 from vitviz.ui import choose_checkpoints
 from vitviz.ui.explain_views import progress_panel, results_view
+from vitviz.ui.export_buttons import report_download, start_report
 from vitviz.ui.navigation import ensure_app_navigation
 
 ensure_app_navigation()
 st.title("Faithfulness")
+start_report()
 st.caption("For each explanation method: does removing the pixels it calls relevant change the model's decision "
            "(and removing the others not)? Computed on test images of each checkpoint's own data set (the digits "
            "when it is not on disk), cached on disk per checkpoint and settings.")
@@ -28,4 +32,7 @@ if not results:
     st.info("No cached results for these settings yet: start a computation above, or run "
             f"`python -m vitviz faithfulness --checkpoint PATH --images {settings.images}`.")
     st.stop()
+names = [Path(path).stem for path in paths]
+report_download("Faithfulness: " + ", ".join(names), "faithfulness_report",
+                {Path(path).stem: meta for path, _, meta in chosen}, "faith_", key="faith_report")
 results_view(results)

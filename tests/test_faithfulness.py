@@ -171,6 +171,11 @@ def test_app_faithfulness_page_shows_cached_results(app_env):
     at.selectbox(key="faith_metric").set_value("insertion").run()
     _no_exception(at)
     assert any("insertion" in m.value for m in at.markdown)
+    # the offline HTML report collects the faithfulness table and curves with the page's settings
+    report = at.session_state["_vitviz_report"]
+    kinds = [item.kind for item in report["items"]]
+    assert "table" in kinds and "figure" in kinds and report["settings"]["faith_images"] == 3
+    assert any(b.proto.id.endswith("faith_report") for b in at.get("download_button"))
 
 
 def test_app_attention_and_compare_show_relevance_for_a_chosen_class(app_env):
