@@ -1,5 +1,9 @@
 """Command line: python -m vitviz app | variants | checkpoints | download | train | finetune | eval | train-zoo | jobs.
 
+`train` and `finetune` also run data-parallel under torchrun (`torchrun --nproc_per_node N -m vitviz
+train ...`, see vitviz.train.distributed): `--batch-size` is then the global batch, and only rank 0
+prints, evaluates and writes.
+
 Every training command writes a checkpoint (weights + JSON metadata with the exact command,
 the training config, device and time, and the per-class test accuracy) into the checkpoint
 directory's git-ignored `runs/` folder (where the app lists it) and prints a summary.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -32,8 +37,13 @@ class HELP(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _command_line(argv) -> str:
-    return " ".join(["python -m vitviz", *map(shlex.quote, argv)])
+def _command_line(argv, launch=None) -> str:
+    """The command as typed; under torchrun, the torchrun line that reproduces the world size."""
+    prefix = "python -m vitviz"
+    if launch is not None and launch.world_size > 1:
+        nodes = f"--nnodes={launch.nodes} " if launch.nodes > 1 else ""
+        prefix = f"torchrun {nodes}--nproc_per_node={launch.world_size // launch.nodes} -m vitviz"
+    return " ".join([prefix, *map(shlex.quote, argv)])
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -43,13 +53,15 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
     p.add_argument("--epochs", type=float, default=d.epochs, help="training epochs")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per optimiser step")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="images per optimiser step, over all processes under torchrun (each gets batch / N)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on weight matrices only")
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warmup, then cosine")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy smoothing")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed")
-    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--device", default=None,
+                   help="cuda | cpu (default: cuda when available; under torchrun each process uses cuda:LOCAL_RANK)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (falls back to eager)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (shipped checkpoints)")
@@ -91,10 +103,11 @@ class _Progress:
 
 def _summary(path: Path, meta: dict) -> str:
     m, tc = meta["metrics"], meta["train_config"]
+    processes = f" x {tc['world_size']}" if tc.get("world_size", 1) > 1 else ""  # data-parallel (torchrun)
     lines = [f"checkpoint: {path}", f"variant:    {meta['variant']} {json.dumps(meta['variant_kwargs'])}",
              f"dataset:    {meta['dataset']} ({len(meta['classes'])} classes)",
              f"trained:    {tc['steps_done']} steps ({tc['epochs_done']} epochs) in {tc['seconds']:.1f} s "
-             f"on {tc['device']} ({tc['images_per_second']:.0f} img/s)"]
+             f"on {tc['device']}{processes} ({tc['images_per_second']:.0f} img/s)"]
     if "test_accuracy" in m:
         lines.append(f"test accuracy: {m['test_accuracy']:.4f}")
         lines += [f"  {c:>12s}: {a:.3f}" for c, a in m["per_class_accuracy"].items() if a is not None]
@@ -112,22 +125,30 @@ def _save(run, out: str | None, default_name: str, fp16: bool) -> Path:
 
 
 def cmd_train(args, argv) -> int:
+    from .train import distributed
     from .train.finetune import train_from_scratch
     kwargs = json.loads(args.variant_kwargs) if args.variant_kwargs else {}
-    run = train_from_scratch(args.variant, args.dataset, _config(args), variant_kwargs=kwargs,
-                             data_root=args.data_dir, device=args.device, callbacks=[_Progress(args.quiet)],
-                             command=_command_line(argv))
-    path = _save(run, args.out, f"{args.variant.removeprefix('vitviz_')}_{args.dataset}", args.fp16)
-    print(_summary(path, run.meta))
+    with distributed.session(args.device) as launch:  # one process unless started by torchrun
+        run = train_from_scratch(args.variant, args.dataset, _config(args), variant_kwargs=kwargs,
+                                 data_root=args.data_dir, device=launch.device,
+                                 callbacks=[_Progress(args.quiet or not launch.is_main)],
+                                 command=_command_line(argv, launch))
+        if launch.is_main:  # only rank 0 writes
+            path = _save(run, args.out, f"{args.variant.removeprefix('vitviz_')}_{args.dataset}", args.fp16)
+            print(_summary(path, run.meta))
     return 0
 
 
 def cmd_finetune(args, argv) -> int:
+    from .train import distributed
     from .train.finetune import finetune
-    run = finetune(args.checkpoint, args.dataset, _config(args, trainable=args.trainable), data_root=args.data_dir,
-                   device=args.device, callbacks=[_Progress(args.quiet)], command=_command_line(argv))
-    path = _save(run, args.out, f"{Path(args.checkpoint).stem}_ft_{args.dataset}", args.fp16)
-    print(_summary(path, run.meta))
+    with distributed.session(args.device) as launch:  # one process unless started by torchrun
+        run = finetune(args.checkpoint, args.dataset, _config(args, trainable=args.trainable),
+                       data_root=args.data_dir, device=launch.device,
+                       callbacks=[_Progress(args.quiet or not launch.is_main)], command=_command_line(argv, launch))
+        if launch.is_main:  # only rank 0 writes
+            path = _save(run, args.out, f"{Path(args.checkpoint).stem}_ft_{args.dataset}", args.fp16)
+            print(_summary(path, run.meta))
     return 0
 
 
@@ -191,6 +212,9 @@ def cmd_download(args, argv) -> int:
 def cmd_train_zoo(args, argv) -> int:
     """Train every shipped checkpoint with one recipe, `--parallel` runs at a time (one process each)."""
     from .train.zoo import ZOO
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("train-zoo starts its own processes: run it with python, not torchrun "
+                         "(torchrun is for one `train` or `finetune` over several GPUs)")
     names = args.only.split(",") if args.only else list(ZOO)
     unknown = sorted(set(names) - set(ZOO))
     if unknown:

@@ -45,13 +45,28 @@ class DeviceImages:
 
 def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Per-image random crop (after zero padding) and horizontal flip of a uint8 batch, on its device."""
-    B, C, H, W = images.shape
+    return apply_crop_flip(images, draw_crop_flip(len(images), padding, flip, generator), padding)
+
+
+def draw_crop_flip(n: int, padding: int, flip: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random offsets ("dy", "dx") and flips ("flip") of `n` images, on the CPU; slice them per image
+    (a data-parallel rank draws them for the whole global batch and keeps its own part)."""
+    params = {}
     if padding > 0:
-        dy = torch.randint(0, 2 * padding + 1, (B,), generator=generator).to(images.device)
-        dx = torch.randint(0, 2 * padding + 1, (B,), generator=generator).to(images.device)
-        images = _crop(F.pad(images, (padding,) * 4), dy, dx, H, W)
+        params["dy"] = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+        params["dx"] = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     if flip:
-        mask = (torch.rand(B, generator=generator) < 0.5).to(images.device)
+        params["flip"] = torch.rand(n, generator=generator) < 0.5
+    return params
+
+
+def apply_crop_flip(images: torch.Tensor, params: dict[str, torch.Tensor], padding: int) -> torch.Tensor:
+    B, C, H, W = images.shape
+    if "dy" in params:
+        dy, dx = params["dy"].to(images.device), params["dx"].to(images.device)
+        images = _crop(F.pad(images, (padding,) * 4), dy, dx, H, W)
+    if "flip" in params:
+        mask = params["flip"].to(images.device)
         images = torch.where(mask[:, None, None, None], images.flip(-1), images)
     return images
 

@@ -8,6 +8,11 @@ Progress reaches the caller through callbacks (minGPT style): each is called as
 `callback(event, state)` with event "step", "epoch" or "end" and a dict of numbers. A cancel flag
 (anything with `is_set()`, or a callable returning bool) is checked before every step; a cancelled
 run raises `TrainingCancelled` and has written nothing (the engine never writes files).
+
+Under torchrun (a process group of several ranks, see `distributed.py`) the same call trains
+data-parallel: `config.batch_size` is the global batch, each rank computes on its slice of it, DDP
+averages the gradients, the reported losses and accuracies are over the global batch, and only rank 0
+evaluates. Callbacks run on every rank (the caller decides who prints); the cancel flag is per process.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageDataset
-from .batches import DeviceImages, Normalize, random_crop_flip
+from . import distributed
+from .batches import DeviceImages, Normalize, apply_crop_flip, draw_crop_flip
 from .config import TrainConfig
 from .device import autocast, device_name, resolve_device
 from .evaluate import EvalResult, evaluate
@@ -42,7 +48,9 @@ class TrainResult:
     device: str
     images_per_second: float
     history: list[dict] = field(default_factory=list)
-    final_eval: EvalResult | None = None
+    final_eval: EvalResult | None = None  # None on ranks other than 0 (only rank 0 evaluates)
+    world_size: int = 1                   # processes that trained the model together (torchrun)
+    data_parallel: dict = field(default_factory=dict)  # with world_size > 1: backend, per-rank batch, ...
 
 
 def is_cancelled(cancel) -> bool:
@@ -119,26 +127,35 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
           test_set: ImageDataset | None = None, device=None, callbacks=(), cancel=None) -> TrainResult:
     """Train `model` in place on `train_set`; returns timing, history and (with test_set) a final evaluation."""
     device = resolve_device(device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    rank, world_size = distributed.rank(), distributed.world_size()
+    torch.manual_seed(config.seed + rank)  # dropout / drop-path differ between ranks; the data order does not:
+    generator = torch.Generator().manual_seed(config.seed)  # same permutation and augmentation on every rank
     model.to(device)
     apply_trainable(model, config.trainable)
     data = DeviceImages(train_set, device, img_size, config.max_resident_bytes)
-    test_data = DeviceImages(test_set, device, img_size, config.max_resident_bytes) if test_set is not None else None
+    test_data = (DeviceImages(test_set, device, img_size, config.max_resident_bytes)
+                 if test_set is not None and rank == 0 else None)
     normalize = Normalize(mean, std, device)
-    batch_size = min(config.batch_size, len(data))
+    batch_size = min(config.batch_size, len(data))  # the global batch: images per step over all ranks
+    if world_size > 1:
+        if config.batch_size % world_size or batch_size < world_size:
+            raise ValueError(f"--batch-size {config.batch_size} (the global batch) must be a multiple of the "
+                             f"{world_size} processes, and the data must hold at least one batch")
+        batch_size -= batch_size % world_size
+    mine = distributed.shard_slice(batch_size, rank, world_size)  # this rank's part of every global batch
     steps_per_epoch = max(1, len(data) // batch_size)
     total_steps = config.steps if config.steps is not None else max(1, round(config.epochs * steps_per_epoch))
     warmup = min(round(config.warmup_epochs * steps_per_epoch), total_steps // 4)
+    parallel = distributed.DataParallel(model, device)  # the model itself in a single process
     optimizer = torch.optim.AdamW(decay_groups(model, config.weight_decay), lr=config.lr,
                                   **({"fused": True} if device.type == "cuda" else {}))
-    step_model = _compiled_or_eager(model, config)
+    step_model = _compiled_or_eager(parallel.module, config)
 
     def emit(event, state):
         for callback in callbacks:
             callback(event, state)
 
-    model.train()
+    parallel.module.train()
     freeze_frozen_norm_statistics(model)
     history, step, start, eval_seconds, final = [], 0, time.perf_counter(), 0.0, None
     loss_sum = torch.zeros((), device=device)
@@ -151,8 +168,10 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
                 break
             if is_cancelled(cancel):
                 raise TrainingCancelled(f"cancelled at step {step} of {total_steps}")
-            images, labels = data.take(order[batch_start:batch_start + batch_size])
-            images = random_crop_flip(images, config.crop_padding, config.flip, generator)
+            index = order[batch_start:batch_start + batch_size]
+            augmentation = draw_crop_flip(len(index), config.crop_padding, config.flip, generator)
+            images, labels = data.take(index[mine])
+            images = apply_crop_flip(images, {k: v[mine] for k, v in augmentation.items()}, config.crop_padding)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup, config.lr, config.min_lr)
             with autocast(device, config.amp):
@@ -164,17 +183,25 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
                 torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                                config.grad_clip)
             optimizer.step()
+            parallel.after_step(step + 1)
             loss_sum += loss.detach() * len(labels)
             correct_sum += (logits.detach().argmax(-1) == labels).sum()
             seen += len(labels)
             step += 1
             if step == 1 or step % 10 == 0 or step == total_steps:
-                last_loss = loss.item()  # a device sync: not every step
+                last_loss = loss.item() if world_size == 1 else (  # a device sync: not every step
+                    distributed.all_reduce_sum(loss.detach().clone()).item() / world_size)
             emit("step", {"step": step, "total_steps": total_steps, "loss": last_loss,
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": time.perf_counter() - start})
         epoch = step / steps_per_epoch
-        record = {"epoch": epoch, "step": step, "train_loss": (loss_sum / max(seen, 1)).item(),
-                  "train_accuracy": correct_sum.item() / max(seen, 1), "elapsed": time.perf_counter() - start}
+        train_loss, correct, count = (loss_sum / max(seen, 1)).item(), correct_sum.item(), seen
+        if world_size > 1:  # the epoch's figures over every rank's images
+            totals = torch.stack([loss_sum.double(), correct_sum.double(),
+                                  torch.tensor(seen, dtype=torch.float64, device=device)])
+            loss_total, correct, count = distributed.all_reduce_sum(totals).tolist()
+            train_loss = loss_total / max(count, 1)
+        record = {"epoch": epoch, "step": step, "train_loss": train_loss,
+                  "train_accuracy": correct / max(count, 1), "elapsed": time.perf_counter() - start}
         loss_sum.zero_(), correct_sum.zero_()
         seen = 0
         at_end = step >= total_steps
@@ -188,8 +215,13 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start - eval_seconds  # training time, evaluations excluded
+    in_sync = parallel.finish()  # on every rank: BatchNorm restored, weights compared across the ranks
     model.eval()
+    data_parallel = {} if world_size == 1 else {
+        "backend": distributed.backend(), "batch_size_per_rank": batch_size // world_size,
+        "sync_batchnorm": parallel.sync_batchnorm, "ranks_in_sync": in_sync,
+        "ranks_checked": "every step" if parallel.check_every_step else "at the end"}
     result = TrainResult(step, step / steps_per_epoch, seconds, device_name(device),
-                         step * batch_size / max(seconds, 1e-9), history, final)
+                         step * batch_size / max(seconds, 1e-9), history, final, world_size, data_parallel)
     emit("end", {"steps": step, "seconds": seconds, "test_accuracy": final.accuracy if final else None})
     return result

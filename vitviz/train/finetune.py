@@ -38,7 +38,11 @@ def _run_meta(model, base: dict, dataset_name: str, classes, config: TrainConfig
     meta = dict(base, classes=list(classes), num_classes=len(classes), dataset=dataset_name,
                 parent=portable_path(parent))
     meta["metrics"] = result.final_eval.as_metrics() if result.final_eval else {}
-    meta["train_config"] = dict(config.as_dict(), device=result.device, seconds=round(result.seconds, 2),
+    parallel = getattr(result, "data_parallel", None)  # torchrun runs only (see distributed.py)
+    parallel = {"data_parallel": parallel} if parallel else {}
+    meta["train_config"] = dict(config.as_dict(), device=result.device, world_size=getattr(result, "world_size", 1),
+                                **parallel,
+                                seconds=round(result.seconds, 2),
                                 steps_done=result.steps, epochs_done=round(result.epochs, 3),
                                 images_per_second=round(result.images_per_second, 1), command=portable_command(command),
                                 history=result.history, data_root=portable_path(data_root))
@@ -53,6 +57,7 @@ def train_from_scratch(variant: str, dataset: str | tuple[ImageDataset, ImageDat
     name, train_set, test_set = _datasets(dataset, data_root, img_size)
     info = DATASETS.get(name)
     mean, std = (info.mean, info.std) if info else ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    torch.manual_seed(config.seed)  # the initial weights follow the seed too (and match on every rank)
     model = timm.create_model(variant, num_classes=train_set.num_classes, **variant_kwargs)
     result = train(model, train_set, config, mean=mean, std=std, img_size=img_size, test_set=test_set,
                    device=resolve_device(device), callbacks=callbacks, cancel=cancel)
