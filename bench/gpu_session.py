@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 # slowest first (measured on the CPU: XCiT-N12 and the 1,024-token softmax ViT dominate)
 ORDER = ["xcit_n12_p4_32_fsne", "xcit_n12_p4_32_sne", "xcit_n12_p4_32_psne", "xcit_n12_p4_32_linear",
-         "vit_softmax_32", "cvt_32", "vit_performer_32_conv_rope", "vit_nystrom_32_conv_rope",
+         "cct_7_3x1_32", "pit_32", "levit_32", "vit_softmax_32", "cvt_32", "vit_performer_32_conv_rope",
+         "vit_nystrom_32_conv_rope",
          "vit_softmax_32_conv_rope", "vit_linformer_32_conv_rope", "mixer_32_conv", "fnet_32_conv"]
 PACK_FILE_BYTES = 15 * 2**20
 PACK_FILES = 6

@@ -6,7 +6,7 @@ takes the q, k, v the layer actually received and compares
     E = the exact N x N operator the layer applies to v (Performer: normalised phi(Q) phi(K)^T;
         Nystromformer: three-factor product + residual conv band; Linformer: P F, its N x k map
         P times the value projection F, which is also exact: P (F v) = (P F) v)
-    S = softmax(q k^T * scale), what softmax attention would do with the same q and k.
+    S = softmax(q k^T * scale (+ LeViT's attention bias)), what softmax attention would do with the same q and k.
 
 Errors are relative Frobenius norms over the heads of the first image: the map error |E - S| / |S|
 and the output error |E v - S v| / |S v| (what the next layer sees). For Performer and
@@ -59,11 +59,11 @@ def _errors(operator, softmax, v) -> dict:
     return {"map_error": relative_error(operator, softmax), "output_error": relative_error(operator @ v, softmax @ v)}
 
 
-def _operator(kernel: AttentionKernel, q, k) -> dict[str, torch.Tensor]:
+def _operator(kernel: AttentionKernel, q, k, *bias) -> dict[str, torch.Tensor]:
     """Named N x N operators of a layer: the exact one first, then parts worth reporting alone."""
     if isinstance(kernel, LinformerKernel):
         return {"P F (exact)": kernel.implied_attention(q, k) @ kernel.proj_v.weight.float()}
-    parts = kernel.operator_parts(q, k)
+    parts = kernel.operator_parts(q, k, *bias)
     ops = {"exact operator": sum(parts.values())}
     if len(parts) > 1:
         ops["Nystrom product only"] = parts["nystrom"]
@@ -78,7 +78,7 @@ def _budget(kernel: AttentionKernel) -> tuple[str, int]:
     return "k", kernel.k
 
 
-def _sweep(kernel: AttentionKernel, q, k, v, softmax, budgets, seeds: int) -> list[dict]:
+def _sweep(kernel: AttentionKernel, q, k, v, softmax, budgets, seeds: int, *bias) -> list[dict]:
     rows = []
     for budget in budgets:
         if isinstance(kernel, PerformerKernel):
@@ -93,7 +93,7 @@ def _sweep(kernel: AttentionKernel, q, k, v, softmax, budgets, seeds: int) -> li
             draw = NystromKernel(kernel.head_dim, q.shape[1], budget, kernel.pinv_iterations, conv_kernel=0,
                                  scale=kernel.scale)
             rows.append({"budget_name": "landmarks", "budget": budget,
-                         **_errors(draw.implied_attention(q, k), softmax, v)})
+                         **_errors(draw.implied_attention(q, k, *bias), softmax, v)})
     return rows
 
 
@@ -105,8 +105,9 @@ def fidelity(model: nn.Module, images: torch.Tensor, budgets=BUDGETS, seeds: int
     the model's lock, and the analysis works on those copies, so the shared model is not touched."""
     with exclusive(model):
         kernels = [_cpu_copy(m) for m in model.modules() if isinstance(m, AttentionKernel)]
-        art = capture(model, images[:1], want=["qkv"]) if kernels else {}
+        art = capture(model, images[:1], want=["qkv", "logit_bias"]) if kernels else {}
     qkvs = art.get("qkv", [])
+    biases = art.get("logit_bias") or [None] * len(qkvs)  # LeViT: part of the logits, of softmax's too
     if len(qkvs) != len(kernels):
         raise RuntimeError(f"captured q, k, v for {len(qkvs)} of {len(kernels)} attention kernels")
     layer_rows, sweep_rows, differences = [], [], []
@@ -115,9 +116,10 @@ def fidelity(model: nn.Module, images: torch.Tensor, budgets=BUDGETS, seeds: int
             if type(kernel) not in KINDS:
                 continue
             kind = KINDS[type(kernel)]
-            softmax = ((q * kernel.scale) @ k.transpose(-2, -1)).softmax(-1)
+            bias = () if biases[layer] is None else (biases[layer],)
+            softmax = ((q * kernel.scale) @ k.transpose(-2, -1) + sum(bias)).softmax(-1)
             budget_name, budget = _budget(kernel)
-            operators = _operator(kernel, q, k)
+            operators = _operator(kernel, q, k, *bias)
             for name, op in operators.items():
                 negative = float(op.clamp(max=0).abs().sum() / op.abs().sum())
                 layer_rows.append({"layer": layer, "block": art["block_names"][layer], "kind": kind,
@@ -126,11 +128,14 @@ def fidelity(model: nn.Module, images: torch.Tensor, budgets=BUDGETS, seeds: int
             exact = next(iter(operators.values()))
             differences.append((exact - softmax)[0].mean(0).numpy())
             sweep_rows += [{"layer": layer, "kind": kind, **row}
-                           for row in _sweep(kernel, q, k, v, softmax, budgets, seeds)]
+                           for row in _sweep(kernel, q, k, v, softmax, budgets, seeds, *bias)]
     notes = [] if layer_rows else ["This model has no efficient-attention layer (Performer, Nystromformer, "
                                    "Linformer) to compare with softmax."]
     if any(r["kind"] == "linformer" for r in layer_rows):
         notes.append("Linformer's projections E, F are learned for a fixed k, so there is no budget to sweep.")
+    if any(b is not None for b in biases):
+        notes.append("LeViT's attention biases are part of the logits: of the layer's operator and of the softmax "
+                     "it is compared with.")
     if any(r["kind"] == "nystrom" for r in layer_rows):
         notes.append("The Nystromformer sweep varies the landmarks (up to the number of tokens) with the layer's "
                      "pseudo-inverse iterations; its residual conv is not part of the approximation and is left out.")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .rollout import STOCHASTIC_TOLERANCE, attention_rollout, cls_rollout_map, rollout_problem
+from .rollout import STOCHASTIC_TOLERANCE, _grid_of, attention_rollout, cls_rollout_map, rollout_problem
 
 SOURCES = (
     ("attention", "Softmax attention"),
@@ -68,7 +68,15 @@ def rollout_refusal(maps: list, grids: list[dict]) -> str | None:
     if not maps:
         return "There are no token attention maps to roll out."
     if any(g != grids[0] for g in grids) or grids[0]["q"] != grids[0]["k"]:
-        return "Rollout needs square maps over the same tokens in every layer (not the case here: strided keys)."
+        why = []
+        if any(g["q"] != g["k"] for g in grids):
+            why.append("queries and keys lie on different grids (strided keys, or LeViT's subsampled queries)")
+        sizes = [f"{g['q'][0]}x{g['q'][1]}" for g in grids]
+        sizes = [s_ for i, s_ in enumerate(sizes) if i == 0 or s_ != sizes[i - 1]]
+        if len(sizes) > 1:
+            why.append(f"the token grid changes between stages ({' -> '.join(sizes)})")
+        why = why or ["the tokens differ between layers"]
+        return f"Rollout needs square maps over the same tokens in every layer (not the case here: {'; '.join(why)})."
     signed = signed_summary(maps)
     if signed is not None:
         return (f"No rollout: these maps are not probability distributions ({signed['negative_share']:.1%} of the "
@@ -79,14 +87,27 @@ def rollout_refusal(maps: list, grids: list[dict]) -> str | None:
     return None if problem is None else f"No rollout: {problem}."
 
 
-def rollout_heat(maps: list, grids: list[dict], fusion: str = "mean", discard: float = 0.0) -> np.ndarray | None:
+def rollout_heat(maps: list, grids: list[dict], fusion: str = "mean", discard: float = 0.0,
+                 pool=None) -> np.ndarray | None:
     """Attention rollout read at the class token (or averaged over queries) on the token grid; None when
-    `rollout_refusal` gives a reason (maps not square over the same tokens in every layer, or not row-stochastic)."""
+    `rollout_refusal` gives a reason (maps not square over the same tokens in every layer, or not row-stochastic).
+    `pool`: CCT's sequence-pooling weights (capture's ``seq_pool``, (B, N)): the rollout is read at the pooled
+    read-out, w @ R, instead of the query mean (see `cls_rollout_map`)."""
     if rollout_refusal(maps, grids) is not None:
         return None
     rollout = attention_rollout([m[:1] for m in maps], head_fusion=fusion, discard_ratio=discard,
                                 tokens=_tokens(grids[0]))
-    return cls_rollout_map(rollout, grids[0]["q"], has_cls=grids[0]["cls"])[0].numpy()
+    pool = None if pool is None or grids[0]["cls"] else torch.as_tensor(pool)[:1]
+    return cls_rollout_map(rollout, grids[0]["q"], has_cls=grids[0]["cls"], pool=pool)[0].numpy()
+
+
+def seq_pool_heat(art) -> np.ndarray | None:
+    """CCT's sequence-pooling weights of the first image on the token grid (h, w), or None without them."""
+    if "seq_pool" not in art:
+        return None
+    weights = art["seq_pool"][0]
+    h, w = art["grids"][-1]["q"] if "grids" in art else _grid_of(None, weights.numel())
+    return weights.reshape(h, w).numpy()
 
 
 def signed_summary(maps: list) -> dict | None:

@@ -22,14 +22,18 @@ Artifacts (keys are absent where the variant has no such thing):
 - ``projected_attention`` Linformer: the softmax map over the k projected keys (B, heads, N, k); the
                          kernel's output is this map @ (F v), F = ``kernel.proj_v``
 - ``grids``              per token-attention block {"q": (h, w), "k": (h, w), "cls": bool}: the
-                         query/key token grids (CvT's keys are strided) and whether token 0 is a
-                         class token
+                         query/key token grids (CvT's keys are strided; LeViT's subsampling attention
+                         has fewer queries than keys; CvT's, LeViT's and PiT's grids shrink from stage
+                         to stage) and whether token 0 is a class token
 - ``xca``                XCiT: cross-covariance maps per block (B, heads, d_h, d_h)
 - ``temperatures``       XCiT: the learned XCA temperatures (blocks, heads) as timm stores them: the
                          multiplier t in softmax(t q^ k^T) (the XCiT paper divides by tau: tau = 1 / t)
 - ``class_attention``    XCiT: class-token attention per class-attention block (B, heads, N + 1)
 - ``qkv``                list over blocks of (q, k, v), each (B, heads, N, d_h) as the attention
                          consumes them (after RoPE; CvT after its convolutional projection)
+- ``logit_bias``         LeViT: per token-attention block the additive logit bias its kernel receives
+                         (heads, N_q, N_k), None where a block has none: the maps are
+                         softmax(q k^T * scale + bias). Only when asked; absent for models without one
 - ``codes``              F-SNE: (blocks, 3, code_length), rows c_q, c_k, c_v
 - ``token_mixing``       MLP-Mixer (no attention): the first token-mixing layer's weights per block
                          (hidden, N): rows are hidden units, columns tokens (not an N x N map: the
@@ -37,6 +41,9 @@ Artifacts (keys are absent where the variant has no such thing):
 - ``fourier_mixing``     FNet (no attention): {"tokens": (2, N, N), "channels": (2, C, C)}, the cosine
                          and sine DFT matrices [C, S] of each axis; the mixing is exactly
                          C_N X C_C - S_N X S_C
+- ``seq_pool``           CCT (no class token): the sequence-pooling weights (B, N) over the final tokens, a
+                         softmax (each row sums to 1); the head reads exactly sum_i w_i x_i, so w is what the
+                         class token's row is elsewhere. On the token grid ``grids[-1]["q"]``
 - ``notes``              list of plain-language remarks (why something is absent or approximate)
 - ``block_names``        module paths of the attention blocks, for labels
 """
@@ -52,14 +59,16 @@ from timm.models.xcit import XCA, ClassAttn as XcitClassAttn
 from ..layers.attention import AttentionKernel
 from ..layers.fourier import dft_parts
 from ..layers.qkv_embedding import FullySharedQKV
+from ..models.cct import SequencePool
 from ..models.cvt import ConvAttention
 from ..models.xcit import EmbeddedClassAttention
 from .codes import qkv_codes
 from .exclusive import eval_mode
 
 ARTIFACTS = ("logits", "attention", "implied_attention", "operator_parts", "operator_shares", "projected_attention",
-             "grids", "xca", "temperatures", "class_attention", "qkv", "codes", "token_mixing", "fourier_mixing")
-DEFAULT_WANT = frozenset(ARTIFACTS) - {"implied_attention", "operator_parts", "operator_shares", "qkv"}
+             "grids", "xca", "temperatures", "class_attention", "qkv", "codes", "token_mixing", "fourier_mixing",
+             "seq_pool", "logit_bias")
+DEFAULT_WANT = frozenset(ARTIFACTS) - {"implied_attention", "operator_parts", "operator_shares", "qkv", "logit_bias"}
 CLASS_ATTENTION_TYPES = (XcitClassAttn, CaitClassAttn)
 
 
@@ -142,10 +151,13 @@ class _Recorder:
         for name, module in model.named_modules():
             if isinstance(module, AttentionKernel):
                 parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-                if isinstance(parent, ConvAttention):
+                if isinstance(parent, ConvAttention) or hasattr(parent, "kv_grid"):  # per stage: CvT, LeViT, PiT
                     grids = {"q": parent.grid, "k": parent.kv_grid, "cls": parent.has_cls}
                 else:
                     grids = {"q": grid, "k": grid, "cls": prefix > 0}
+                for note in getattr(parent, "map_notes", ()):  # what the family's maps are (LeViT's biases)
+                    if note not in self.notes:
+                        self.notes.append(note)
                 self._install_kernel(name.rsplit(".", 1)[0], module, grids)
                 kernels += 1
             elif isinstance(module, XCA):
@@ -166,6 +178,18 @@ class _Recorder:
             self._hook(model.patch_embed, on_patches)
         if not (kernels or xcas or class_attns):
             self._install_token_mixing()
+        for module in model.modules():
+            if isinstance(module, SequencePool):
+                self._install_seq_pool(module)
+
+    def _install_seq_pool(self, pool: SequencePool):
+        self.notes.append("CCT has no class token: its head reads the sequence-pooling weighted sum of the final "
+                          "tokens, sum_i w_i x_i with w = softmax over tokens of a linear score; seq_pool is w. "
+                          "Views that read a class token elsewhere read w here.")
+        if "seq_pool" in self.want:
+            def on_weights(module, args, out):
+                self.data["seq_pool"] = out.detach().float().cpu()
+            self._hook(pool.weights_map, on_weights)
 
     def _install_kernel(self, block_name: str, kernel: AttentionKernel, grids: dict):
         kind = kernel.map_kind
@@ -191,6 +215,10 @@ class _Recorder:
             def on_inputs(module, args):
                 self._append("qkv", tuple(t.detach().float().cpu() for t in args[:3]))
             self._hook(kernel, on_inputs, pre=True)
+        if "logit_bias" in self.want:
+            def on_bias(module, args):
+                self._append("logit_bias", args[3].detach().float().cpu() if len(args) > 3 else None)
+            self._hook(kernel, on_bias, pre=True)
 
     def _guard_implied_size(self, kernel, args):
         n = args[0].shape[-2]
@@ -200,7 +228,7 @@ class _Recorder:
 
     def _record_parts(self, kernel, args):
         q, k, v = args[:3]
-        parts = kernel.operator_parts(q, k)
+        parts = kernel.operator_parts(q, k, *args[3:])  # args[3]: a logit bias (LeViT), part of the operator
         outputs = {name: part @ v.float() for name, part in parts.items()}
         total = sum(outputs.values()).flatten(-2).norm(dim=-1)
         self._append("operator_parts", {name: part.detach().float().cpu() for name, part in parts.items()})
@@ -273,6 +301,8 @@ def capture(model: nn.Module, images: torch.Tensor, want: str | Iterable[str] | 
         finally:
             recorder.close()
     data = {k: v for k, v in recorder.data.items() if k in want or k == "block_names"}
+    if all(b is None for b in data.get("logit_bias", [])):
+        data.pop("logit_bias", None)
     data["logits"] = logits.detach().float().cpu()
     notes = recorder.notes
     if "implied_attention" in data:

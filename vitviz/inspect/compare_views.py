@@ -9,12 +9,12 @@ import numpy as np
 import torch
 
 from .attention_views import (attention_source, class_attention_heats, query_heat, rollout_heat, rollout_refusal,
-                              signed_summary)
+                              seq_pool_heat, signed_summary)
 
 __all__ = ["VIEWS", "CAPTURE_WANT", "attention_view", "preferred_defaults", "top_predictions"]
 
 VIEWS = ("attention rollout / class attention", "last-layer attention (class token)", "saliency")
-CAPTURE_WANT = ("attention", "implied_attention", "projected_attention", "class_attention", "grids")
+CAPTURE_WANT = ("attention", "implied_attention", "projected_attention", "class_attention", "grids", "seq_pool")
 
 
 def _approx(key: str, maps: list) -> str:
@@ -33,7 +33,9 @@ def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
     back to the last layer's class-token map; signed maps such as Nystromformer's are not rolled out, and the
     caption says why); for XCiT (no token attention map) the class attention, averaged over heads and
     class-attention blocks. Last layer: the class token's attention in the last token-attention layer (head
-    mean); for XCiT the last class-attention block. Models without attention maps (FNet, Mixer, Linformer's
+    mean); for XCiT the last class-attention block. CCT (no class token) is read through its sequence pooling,
+    the head's only read-out: rollout at the pool (w @ R), and the pooling weights w themselves as the last-layer
+    view. Models without attention maps (FNet, Mixer, Linformer's
     projected keys) give None and why.
     """
     if view not in VIEWS[:2]:
@@ -42,15 +44,20 @@ def attention_view(art, view: str) -> tuple[np.ndarray | None, str]:
     rollout = view == VIEWS[0]
     if source is not None and source[0] != "projected_attention":
         key, maps, grids, _ = source
+        pool = art.get("seq_pool")
         if rollout:
-            heat = rollout_heat(maps, grids)
+            heat = rollout_heat(maps, grids, pool=pool)
             if heat is not None:
-                return heat, "attention rollout" + _approx(key, maps)
+                at = "" if pool is None or grids[0]["cls"] else " read at the sequence pooling (w @ R)"
+                return heat, "attention rollout" + at + _approx(key, maps)
             strided = any(g["q"] != g["k"] for g in grids)
             if strided and grids[-1]["cls"]:  # CvT: strided keys, no rollout; its last stage has a class token
                 return (query_heat(maps[-1][0], grids[-1], 0), "no rollout over strided keys: class token, "
                         "last layer, head mean" + _approx(key, maps))
             return None, rollout_refusal(maps, grids)
+        if not grids[-1]["cls"] and pool is not None:
+            return seq_pool_heat(art), ("sequence-pooling weights (no class token: the head reads this weighted sum "
+                                        "of the last layer's tokens)")
         if not grids[-1]["cls"]:
             return None, "The last attention layer has no class token."
         return query_heat(maps[-1][0], grids[-1], 0), "class token, last layer, head mean" + _approx(key, maps)

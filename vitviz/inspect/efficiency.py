@@ -35,8 +35,12 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def count_flops(fn, *args, **kwargs) -> int:
-    """FLOPs of one call `fn(*args, **kwargs)` (2 x MACs of the matrix products), no grad."""
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+    """FLOPs of one call `fn(*args, **kwargs)` (2 x MACs of the matrix products), forward only.
+
+    Grad mode stays on (nothing is backpropagated; the graph is dropped with the output): under no_grad a view
+    of a parameter (PiT's expanded class token) is a leaf that requires grad, and the counter's module tracker
+    fails on it when it is a module's input."""
+    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn(*args, **kwargs)
     return int(counter.get_total_flops())
 

@@ -67,8 +67,8 @@ __all__ = ["METHODS", "METRICS", "Settings", "MethodUnavailable", "explanation_m
 
 METHODS = {
     "raw_attention": "raw attention: the class token's attention in the last token-attention layer (head mean); "
-                     "XCiT: the last class-attention block",
-    "rollout": "attention rollout (Abnar & Zuidema 2020), read at the class token",
+                     "XCiT: the last class-attention block; CCT (no class token): its sequence-pooling weights",
+    "rollout": "attention rollout (Abnar & Zuidema 2020), read at the class token (CCT: at its sequence pooling)",
     "chefer": "gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021)",
     "saliency": "saliency: |gradient| of the explained logit (captum)",
     "integrated_gradients": "integrated gradients from the mean image (captum), |attribution|",
@@ -128,7 +128,7 @@ def _to_pixels(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _attention_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor | str]:
     """{"raw_attention": (B, h, w) or why not, "rollout": (B, h, w) or why not} from one capture."""
     art = capture(model, x, want=("attention", "implied_attention", "projected_attention", "class_attention",
-                                  "grids"))
+                                  "grids", "seq_pool"))
     source = attention_source(art)
     if source is not None and source[0] == "projected_attention":
         why = ("Linformer's map is N x k over projected keys, which have no place on the image")
@@ -136,10 +136,11 @@ def _attention_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
     if source is not None:
         _, maps, grids, _ = source
         last, g = maps[-1].mean(1), grids[-1]
+        pool = None if g["cls"] else art.get("seq_pool")  # CCT: the head reads the sequence pooling, w
         if g["cls"]:
             raw = last[:, 0, 1:]
         else:
-            raw = last.mean(1)
+            raw = last.mean(1) if pool is None else pool
         out: dict = {"raw_attention": raw.reshape(-1, *g["k"])}
         same = all(gr == grids[0] for gr in grids) and grids[0]["q"] == grids[0]["k"]
         if not same:
@@ -149,7 +150,7 @@ def _attention_maps(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
             try:
                 tokens = g["q"][0] * g["q"][1] + int(g["cls"])
                 rollout = attention_rollout(maps, tokens=tokens)
-                out["rollout"] = cls_rollout_map(rollout, g["q"], has_cls=g["cls"])
+                out["rollout"] = cls_rollout_map(rollout, g["q"], has_cls=g["cls"], pool=pool)
             except ValueError as exc:
                 out["rollout"] = f"no rollout: {exc}"
         return out

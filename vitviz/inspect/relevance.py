@@ -22,6 +22,18 @@ Which maps, per family (all of them the operators the model computes, never a re
   class token). Its keys are strided, so A is N_q x N_k; [ours] A_bar is mapped back onto the query
   grid by sharing each key's relevance equally among the query-grid tokens of its stride cell
   (the class key maps to the class token), which keeps row sums.
+- CCT: no class token; its head reads the sequence pooling p = sum_i w_i x_i of the final tokens, a
+  single-query attention over them (one "head", map w (B, 1, N), values the tokens X it pools). [ours,
+  following the rule] The pooled read-out is treated as a class token that attends once, after the last
+  block, and never feeds back (like XCiT's class-attention rows): its row is e_p + A_bar_p @ R with
+  A_bar_p = (grad w * w)^+, grad w = dL/dp X^T; without its own column, the explanation is A_bar_p @ R.
+  (The query-mean used for pooled models without a sequence pooling would misstate what the head reads.)
+- PiT: as CvT, the last stage only (its pooling layers, depthwise convs, change the grid between stages).
+- LeViT: no class token (mean pooling) and no convolution between stages: its subsampling attention
+  (N_q x N_k, queries on every second token of every second row) has no residual, its queries become
+  the next stage's tokens. [ours, Chefer's rule without the skip] R <- A_bar @ R there (R: N_q x N),
+  R <- R + A_bar @ R in the blocks; the explanation is the mean of R's rows, on the first stage's grid.
+  The maps include LeViT's attention biases (what the model computes).
 - XCiT: its XCA blocks mix channels, not tokens (their maps are d_h x d_h), so relevance is built on
   the class-attention blocks: the patch tokens after the XCA blocks are the inputs, and each
   class-attention block updates the class token's row only, R[0] <- R[0] + A_bar[0] @ R.
@@ -44,6 +56,7 @@ from timm.models.cait import ClassAttn as CaitClassAttn
 from timm.models.xcit import ClassAttn as XcitClassAttn
 
 from ..layers.attention import AttentionKernel, LinformerKernel
+from ..models.cct import SequencePool
 from ..models.cvt import ConvAttention
 from ..models.xcit import EmbeddedClassAttention
 from .exclusive import eval_mode
@@ -100,22 +113,26 @@ def stride_cells(grid: tuple[int, int], kv_grid: tuple[int, int], has_cls: bool)
     return u
 
 
-def relevance_from_maps(maps, grads, *, rows_only: bool = False, key_to_query: torch.Tensor | None = None
-                        ) -> torch.Tensor:
+def relevance_from_maps(maps, grads, *, rows_only: bool = False, key_to_query: torch.Tensor | None = None,
+                        subsampling=None) -> torch.Tensor:
     """Chefer's rule on given maps and gradients, in forward order: R = I; R <- R + mean_h((g * A)^+) @ R.
 
     maps, grads: per block (B, heads, N_q, N_k). rows_only: class-attention blocks (N_q = 1) update only
     R's class-token row. key_to_query: (N_k, N) applied to A_bar's key axis when keys are strided.
-    Returns R (B, N, N) in float64."""
+    subsampling: per block, True where the block's queries replace its tokens without a residual (LeViT's
+    subsampling attention, N_q < N_k): there R <- A_bar @ R, and R becomes (B, N_q, N).
+    Returns R (B, N_last, N) in float64 (N x N without subsampling blocks)."""
     R = None
-    for a, g in zip(maps, grads):
+    for i, (a, g) in enumerate(zip(maps, grads)):
         a_bar = (g.double() * a.double()).clamp_min(0).mean(1)          # (B, N_q, N_k)
         if key_to_query is not None and a_bar.shape[-1] != a_bar.shape[-2] and not rows_only:
             a_bar = a_bar @ key_to_query.to(a_bar)
         n = a_bar.shape[-1]
         if R is None:
             R = torch.eye(n, dtype=torch.float64, device=a_bar.device).expand(a_bar.shape[0], n, n).clone()
-        if rows_only:
+        if subsampling is not None and subsampling[i]:
+            R = a_bar @ R
+        elif rows_only:
             R[:, :1] = R[:, :1] + a_bar[:, :1] @ R
         else:
             R = R + a_bar @ R
@@ -126,6 +143,7 @@ class _Recorder:
     def __init__(self):
         self.handles, self.flags = [], []
         self.blocks: list[dict] = []
+        self.pool: dict | None = None
 
     def set(self, module, name, value):
         self.flags.append((module, name, getattr(module, name)))
@@ -153,6 +171,16 @@ class _Recorder:
             self.blocks.append(entry.copy())
         self.hook(kernel.attention_map, on_map)
         self.hook(kernel, on_kernel)
+
+    def seq_pool(self, pool: SequencePool):
+        """The sequence pooling's weights w (B, N), the tokens X it pools and its output p = w X."""
+        entry: dict = {}
+        self.hook(pool.weights_map, lambda m, a, out: entry.__setitem__("map", out.detach()))
+
+        def on_pool(module, args, out):
+            entry["v"], entry["out"] = args[0].detach(), out
+            self.pool = entry
+        self.hook(pool, on_pool)
 
     def class_attention(self, attn: nn.Module):
         entry: dict = {}
@@ -203,20 +231,32 @@ def chefer_relevance(model: nn.Module, images: torch.Tensor, target=None) -> Rel
     device = next(model.parameters()).device
     notes: list[str] = []
     kernels, class_attns = _kernels(model), _class_attentions(model)
-    key_to_query, rows_only = None, False
+    key_to_query, rows_only, subsampling = None, False, None
     if kernels:
         parents = [p for _, _, p in kernels]
-        if any(isinstance(p, ConvAttention) for p in parents):
+        family = type(model).__name__
+        if any(getattr(p, "subsamples", False) for p in parents):  # LeViT: stages joined by attention
+            chosen = [k for _, k, _ in kernels]
+            subsampling = [bool(getattr(p, "subsamples", False)) for p in parents]
+            grid, has_cls = tuple(parents[0].kv_grid), bool(parents[0].has_cls)
+            sizes = " -> ".join(f"{p.grid[0]}x{p.grid[1]}" for p in [parents[0]] + [p for p in parents if p.subsamples])
+            what = f"{family}: all {len(chosen)} blocks, through its subsampling attention ({sizes} tokens)"
+            notes.append(f"{family}: its stages are joined by subsampling attention (fewer queries than keys, no "
+                         "residual: the queries become the next stage's tokens), so relevance runs through every "
+                         "block: R <- R + A_bar @ R in the blocks, R <- A_bar @ R at a subsampling attention [ours, "
+                         "Chefer's rule without the skip]; shown on the first stage's grid.")
+        elif any(isinstance(p, ConvAttention) or hasattr(p, "kv_grid") for p in parents):  # stages: CvT, PiT
             last = parents[-1]
-            chosen = [k for (_, k, p) in kernels if isinstance(p, ConvAttention) and p.grid == last.grid]
+            chosen = [k for (_, k, p) in kernels if hasattr(p, "kv_grid") and p.grid == last.grid]
             grid, has_cls = tuple(last.grid), bool(last.has_cls)
-            what = f"CvT last stage ({len(chosen)} blocks on its {grid[0]}x{grid[1]} grid with the class token)"
-            notes.append("CvT: relevance uses the last stage only (it holds the class token; the earlier stages "
-                         "have other grids).")
+            what = (f"{family} last stage ({len(chosen)} blocks on its {grid[0]}x{grid[1]} grid"
+                    f"{' with the class token' if has_cls else ''})")
+            notes.append(f"{family}: relevance uses the last stage only (the earlier stages have other token grids, "
+                         "joined to it by a convolution, which Chefer's rule does not pass through).")
             if tuple(last.kv_grid) != grid:
                 key_to_query = stride_cells(grid, tuple(last.kv_grid), has_cls)
-                notes.append(f"CvT's keys are strided ({last.kv_grid[0]}x{last.kv_grid[1]} key grid): each key's "
-                             "relevance is shared equally by the query-grid tokens of its stride cell [ours].")
+                notes.append(f"{family}'s keys are strided ({last.kv_grid[0]}x{last.kv_grid[1]} key grid): each "
+                             "key's relevance is shared equally by the query-grid tokens of its stride cell [ours].")
         else:
             chosen = [k for _, k, _ in kernels]
             grid = _token_grid(model)
@@ -241,20 +281,33 @@ def chefer_relevance(model: nn.Module, images: torch.Tensor, target=None) -> Rel
         notes.append("XCiT: its XCA blocks attend across channels (d_h x d_h maps), not tokens, so relevance is "
                      "built on the class-attention blocks; the patch tokens they read are its inputs.")
 
+    pools = [m for m in model.modules() if isinstance(m, SequencePool)] if kernels and not has_cls else []
+    if pools:
+        what += ", read at the sequence pooling"
+        notes.append("CCT has no class token: relevance is read at its sequence pooling, the head's only read-out, "
+                     "as a class token that attends once after the last block: (grad w * w)^+ @ R, w the pooling "
+                     "weights [ours, following Chefer's rule].")
+
     recorder = _Recorder()
     x = images.detach().to(device).clone().requires_grad_(True)
     with eval_mode(model):
         try:
             for module in chosen:
                 (recorder.kernel if isinstance(module, AttentionKernel) else recorder.class_attention)(module)
+            if pools:
+                recorder.seq_pool(pools[-1])
             with torch.enable_grad():
                 logits = model(x)
                 targets = _targets(logits, target)
                 score = logits.gather(1, targets[:, None]).sum()
-                outs = [b["out"] for b in recorder.blocks]
+                outs = [b["out"] for b in recorder.blocks] + ([recorder.pool["out"]] if pools else [])
                 grads_out = torch.autograd.grad(score, outs, allow_unused=True)
         finally:
             recorder.close()
+    if pools:  # the pooled read-out: dL/dw = dL/dp X^T (p = w X), one query, one head
+        pool, g_pool = recorder.pool, grads_out[-1]
+        g_pool = torch.zeros_like(pool["out"]) if g_pool is None else g_pool
+        pool_bar = (pool["map"].double() * (pool["v"].double() @ g_pool.double()[:, :, None])[..., 0]).clamp_min(0)
     maps, grads = [], []
     for block, g_out in zip(recorder.blocks, grads_out):
         a, v = block["map"].float(), block["v"].float()
@@ -267,8 +320,11 @@ def chefer_relevance(model: nn.Module, images: torch.Tensor, target=None) -> Rel
             a = a @ block["kernel"].proj_v.weight.detach().float()
         maps.append(a)
         grads.append(g_map)
-    R = relevance_from_maps(maps, grads, rows_only=rows_only, key_to_query=key_to_query)
-    rel = R[:, 0, 1:] if has_cls else R.mean(1)
+    R = relevance_from_maps(maps, grads, rows_only=rows_only, key_to_query=key_to_query, subsampling=subsampling)
+    if pools:
+        rel = (pool_bar[:, None] @ R)[:, 0]
+    else:
+        rel = R[:, 0, 1:] if has_cls else R.mean(1)
     if grid is None:  # XCiT's stems do not record a grid: square
         side = int(round(rel.shape[-1] ** 0.5))
         grid = (side, side)

@@ -156,11 +156,14 @@ def _grid_of(grid, tokens: int) -> tuple[int, int]:
 
 
 def cls_rollout_map(rollout: torch.Tensor, grid: int | tuple[int, int] | None = None,
-                    has_cls: bool = True) -> torch.Tensor:
+                    has_cls: bool = True, pool: torch.Tensor | None = None) -> torch.Tensor:
     """Per-patch relevance (B, h, w) from a rollout (B, N, N).
 
     has_cls=True: the class token's row, without its own column 0 (the N - 1 patch tokens).
-    has_cls=False: the mean over all query rows (how much every patch is attended to on average).
+    has_cls=False: the mean over all query rows (how much every patch is attended to on average), or, with
+    `pool` (B, N) or (N,), the pool-weighted sum of the rows, pool @ R: CCT's head reads sum_i w_i x_i of the
+    last tokens (sequence pooling, no class token), which is one more attention row over the tokens, without
+    a residual (the pooled vector has no skip path), so its rollout row is w @ R.
     grid: (h, w), an int for a square grid, or None to infer a square grid.
     """
     rollout = _as_tensor(rollout)
@@ -168,7 +171,15 @@ def cls_rollout_map(rollout: torch.Tensor, grid: int | tuple[int, int] | None = 
         rollout = rollout.unsqueeze(0)
     if rollout.ndim != 3 or rollout.shape[-1] != rollout.shape[-2]:
         raise ValueError(f"cls_rollout_map needs a rollout of shape (B, N, N), got {tuple(rollout.shape)}")
-    relevance = rollout[:, 0, 1:] if has_cls else rollout.mean(dim=1)
+    if pool is not None:
+        if has_cls:
+            raise ValueError("pool weights replace the class token's row; a model has one or the other")
+        pool = _as_tensor(pool).to(rollout.device, rollout.dtype).reshape(-1, rollout.shape[-1])
+        if pool.shape[0] not in (1, rollout.shape[0]):
+            raise ValueError(f"pool {tuple(pool.shape)} does not match rollout {tuple(rollout.shape)}")
+        relevance = (pool.unsqueeze(1) @ rollout)[:, 0]
+    else:
+        relevance = rollout[:, 0, 1:] if has_cls else rollout.mean(dim=1)
     h, w = _grid_of(grid, relevance.shape[-1])
     if h * w != relevance.shape[-1]:
         raise ValueError(f"grid {h}x{w} does not match {relevance.shape[-1]} patch tokens "

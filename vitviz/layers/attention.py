@@ -20,6 +20,14 @@ Every kernel offers the same things to inspection code:
 Every kernel takes `scale` (default head_dim^-0.5) for the query-key logits; CvT-13's official
 code scales by the stage width instead.
 
+Softmax and Nystromformer also take an additive logit bias as a fourth input, `kernel(q, k, v, bias)`
+with bias (heads, N_q, N_k) (or broadcastable to the logits): LeViT's learned attention biases, which
+are part of its maps: softmax(q k^T * scale + bias). `implied_attention(q, k, bias)` and
+`operator_parts(q, k, bias)` take it too. Nystromformer averages the bias over its landmark segments
+exactly as it averages the logits (B M_k^T, M_q B M_k^T, M_q B), so with every token a landmark it is
+softmax attention with the bias. Performer and Linformer cannot take one: FAVOR+ factorises exp(q k^T)
+into phi(q) phi(k)^T, and a full N_q x N_k factor exp(bias) breaks that linear-time product.
+
 - SoftmaxKernel       softmax(q k^T / sqrt(d)) v
 - PerformerKernel     FAVOR+: positive orthogonal random features, m = round(d ln d)   (Choromanski 2021)
 - LinformerKernel     keys/values projected along the sequence axis N -> k = 64         (Wang 2020)
@@ -45,12 +53,13 @@ class AttentionKernel(nn.Module):
         self.need_map = False
         self.attention_map = nn.Identity()  # hook point for the (implied) attention map
 
-    def implied_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def implied_attention(self, q: torch.Tensor, k: torch.Tensor, *bias: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def operator_parts(self, q: torch.Tensor, k: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The summands of `implied_attention` by name (one part unless the kernel adds several)."""
-        return {type(self).__name__.removesuffix("Kernel").lower(): self.implied_attention(q, k)}
+    def operator_parts(self, q: torch.Tensor, k: torch.Tensor, *bias: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The summands of `implied_attention` by name (one part unless the kernel adds several); `bias`: the
+        additive logit bias of kernels that take one (see the module docstring)."""
+        return {type(self).__name__.removesuffix("Kernel").lower(): self.implied_attention(q, k, *bias)}
 
 
 class SoftmaxKernel(AttentionKernel):
@@ -60,14 +69,16 @@ class SoftmaxKernel(AttentionKernel):
         super().__init__(head_dim, scale)
         self.attn_drop = attn_drop
 
-    def implied_attention(self, q, k):
-        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+    def implied_attention(self, q, k, bias=None):
+        logits = (q * self.scale) @ k.transpose(-2, -1)
+        return (logits if bias is None else logits + bias).softmax(dim=-1)
 
-    def forward(self, q, k, v):
+    def forward(self, q, k, v, bias=None):
         drop = self.attn_drop if self.training else 0.0
         if not self.need_map:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
-        attn = self.attention_map(self.implied_attention(q, k))
+            mask = None if bias is None else bias.to(q.dtype)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=self.scale)
+        attn = self.attention_map(self.implied_attention(q, k, bias))
         return F.dropout(attn, drop, self.training) @ v
 
 
@@ -211,16 +222,23 @@ class NystromKernel(AttentionKernel):
         self.res_conv = (nn.Conv2d(num_heads, num_heads, (conv_kernel, 1), padding=(conv_kernel // 2, 0),
                                    groups=num_heads, bias=False) if conv_kernel else None)
 
-    def _factors(self, q, k):
+    def _factors(self, q, k, bias=None):
         q = q.float() * self.scale
         k = k.float()
         mq, mk = min(self.num_landmarks, q.shape[-2]), min(self.num_landmarks, k.shape[-2])
         m = min(mq, mk)
-        q_land = segment_means_matrix(q.shape[-2], m, q.device, q.dtype) @ q
-        k_land = segment_means_matrix(k.shape[-2], m, k.device, k.dtype) @ k
-        kernel_1 = (q @ k_land.transpose(-2, -1)).softmax(-1)
-        kernel_2 = (q_land @ k_land.transpose(-2, -1)).softmax(-1)
-        kernel_3 = (q_land @ k.transpose(-2, -1)).softmax(-1)
+        means_q = segment_means_matrix(q.shape[-2], m, q.device, q.dtype)
+        means_k = segment_means_matrix(k.shape[-2], m, k.device, k.dtype)
+        q_land, k_land = means_q @ q, means_k @ k
+        logits_1 = q @ k_land.transpose(-2, -1)
+        logits_2 = q_land @ k_land.transpose(-2, -1)
+        logits_3 = q_land @ k.transpose(-2, -1)
+        if bias is not None:  # the logits' own landmark averages: Q K~^T = (Q K^T) M_k^T, and so on
+            bias_k = bias.float() @ means_k.t()
+            logits_1 = logits_1 + bias_k
+            logits_2 = logits_2 + means_q @ bias_k
+            logits_3 = logits_3 + means_q @ bias.float()
+        kernel_1, kernel_2, kernel_3 = logits_1.softmax(-1), logits_2.softmax(-1), logits_3.softmax(-1)
         return kernel_1, iterative_pinv(kernel_2, self.pinv_iterations), kernel_3
 
     def _has_conv(self, n_q: int, n_k: int) -> bool:
@@ -235,18 +253,18 @@ class NystromKernel(AttentionKernel):
         inside = (offset >= 0) & (offset < w.shape[-1])
         return w[:, offset.clamp(0, w.shape[-1] - 1)] * inside
 
-    def operator_parts(self, q, k):
-        k1, k2_inv, k3 = self._factors(q, k)
+    def operator_parts(self, q, k, bias=None):
+        k1, k2_inv, k3 = self._factors(q, k, bias)
         parts = {"nystrom": k1 @ k2_inv @ k3}
         if self._has_conv(q.shape[-2], k.shape[-2]):
             parts["conv"] = self.conv_band(q.shape[-2]).expand_as(parts["nystrom"])
         return parts
 
-    def implied_attention(self, q, k):
-        return sum(self.operator_parts(q, k).values())
+    def implied_attention(self, q, k, bias=None):
+        return sum(self.operator_parts(q, k, bias).values())
 
-    def forward(self, q, k, v):
-        k1, k2_inv, k3 = self._factors(q, k)
+    def forward(self, q, k, v, bias=None):
+        k1, k2_inv, k3 = self._factors(q, k, bias)
         conv = self._has_conv(q.shape[-2], v.shape[-2])
         if self.need_map:
             product = k1 @ k2_inv @ k3

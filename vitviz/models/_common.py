@@ -46,6 +46,10 @@ PAPERS = {
     "fnet": ("arXiv:2105.03824", "FNet: Mixing Tokens with Fourier Transforms (NAACL 2022)"),
     "mixer": ("arXiv:2105.01601", "MLP-Mixer: An all-MLP Architecture for Vision (NeurIPS 2021)"),
     "cvt": ("arXiv:2103.15808", "CvT: Introducing Convolutions to Vision Transformers (ICCV 2021)"),
+    "levit": ("arXiv:2104.01136", "LeViT: a Vision Transformer in ConvNet's Clothing for Faster Inference "
+                                  "(ICCV 2021)"),
+    "pit": ("arXiv:2103.16302", "Rethinking Spatial Dimensions of Vision Transformers (PiT, ICCV 2021)"),
+    "cct": ("arXiv:2104.05704", "Escaping the Big Data Paradigm with Compact Transformers"),
 }
 
 

@@ -10,6 +10,9 @@ import torch
 QKV_PAPER = "Q/K/V embedding for XCiT (arXiv 2111.10017; Mathematics 11(8):1933, 2023)"
 VIX_PAPER = "Vision X-formers (arXiv 2107.02239; WACV 2022)"
 CVT_PAPER = "CvT (arXiv 2103.15808; ICCV 2021)"
+CCT_PAPER = "CCT (arXiv 2104.05704; Hassani et al., Escaping the Big Data Paradigm with Compact Transformers)"
+LEVIT_PAPER = "LeViT (arXiv 2104.01136; ICCV 2021)"
+PIT_PAPER = "PiT (arXiv 2103.16302; ICCV 2021)"
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,90 @@ def _build_catalog() -> dict[str, VariantInfo]:
             f"vitviz_cvt_{kind}_32", "CvT", f"{CVT_PAPER} + {VIX_PAPER}", "vitviz_cvt_32",
             f"CvT with its attention swapped for {_VIX_ATTN[kind].split(':')[0]}", 32, 10,
             "Nystromformer's residual conv dropped (strided K/V)" if kind == "nystrom" else "")
+    _add_cct(cat)
+    _add_levit_pit(cat)
     return cat
+
+
+def _add_cct(cat: dict) -> None:
+    """CCT-7/3x1 (3.76M parameters in the paper) with softmax, Nystromformer and Performer attention."""
+    base = ("CCT-7/3x1: conv tokenizer (one 3x3 conv + ReLU + max-pool, 256 tokens), learned position "
+            "embedding, 7 layers, dim 256, 4 heads, MLP ratio 2; no class token: sequence pooling")
+    ours = ("blocks as the authors' code (the stream is normalised before the MLP; mlp_norm='branch' gives "
+            "standard pre-norm)")
+    for kind in ("softmax", "nystrom", "performer"):
+        name = f"vitviz_cct_7_3x1_32_{kind}"
+        if kind == "softmax":
+            paper, differs = CCT_PAPER, (f"{base} (softmax attention) instead of ViT's patch embedding and class "
+                                         "token")
+        else:
+            paper = f"{CCT_PAPER} + {VIX_PAPER}"
+            differs = f"CCT-7/3x1 with its attention swapped for {_VIX_ATTN[kind].split(':')[0]}"
+        cat[name] = VariantInfo(name, "CCT", paper, "CCT-7/3x1 (paper: 3.76M params)" if kind == "softmax"
+                                else "vitviz_cct_7_3x1_32_softmax", differs, 32, 10, ours)
+
+
+_LEVIT_BASE = ("timm's LeViT-128S (conv stem, attention with a learned bias per head and relative offset, "
+               "subsampling attention opening stages 2 and 3, BatchNorm, mean pooling), its attention run by a vitviz "
+               "kernel")
+_LEVIT_KIND = {
+    "softmax": "softmax attention; the attention biases are in the maps",
+    "nystrom": "attention swapped for Nystromformer attention; the attention biases enter its three softmax factors "
+               "averaged over the landmark segments, as the logits are",
+    "performer": "attention swapped for Performer FAVOR+ attention, without attention biases",
+}
+_LEVIT_OURS = {
+    "softmax": "",
+    "nystrom": "the bias averaged over landmark segments (with every token a landmark it is softmax with the bias); "
+               "residual conv (kernel 33) in the square blocks only (the subsampling attention has fewer queries "
+               "than keys)",
+    "performer": "no attention biases: FAVOR+ factorises exp(q k^T) as phi(q) phi(k)^T, and the bias' factor exp(B) "
+                 "(N_q x N_k) cannot enter that linear-time product, so the biases are dropped",
+}
+_PIT_BASE = ("timm's PiT-Ti (overlapping conv patch embedding, class token, depthwise-conv pooling between stages "
+             "halves the grid and doubles the width), its attention run by a vitviz kernel")
+
+
+def _add_levit_pit(cat: dict) -> None:
+    """LeViT-128S and PiT-Ti from timm, at 224 px (timm's configs) and CIFAR-native, with softmax, Nystromformer and
+    Performer attention."""
+    for kind in ("softmax", "nystrom", "performer"):
+        swapped = kind != "softmax"
+        levit_paper = f"{LEVIT_PAPER} + {VIX_PAPER}" if swapped else LEVIT_PAPER
+        pit_paper = f"{PIT_PAPER} + {VIX_PAPER}" if swapped else PIT_PAPER
+        levit_differs = f"{_LEVIT_BASE}: {_LEVIT_KIND[kind]}"
+        landmarks = {"nystrom": "64 landmarks, "}.get(kind, "")
+        name = f"vitviz_levit_128s_224_{kind}"
+        cat[name] = VariantInfo(
+            name, "LeViT", levit_paper,
+            "vitviz_levit_128s_224_softmax" if swapped else
+            "timm levit_128s without its distillation head (paper: 7.8M params, counting that head)",
+            levit_differs, 224, 1000,
+            "; ".join(filter(None, ["one classifier (BatchNorm + Linear), no distillation head",
+                                    f"{landmarks}14x14 / 7x7 / 4x4 tokens" if landmarks else "",
+                                    _LEVIT_OURS[kind]])))
+        name = f"vitviz_levit_{kind}_32"
+        cat[name] = VariantInfo(
+            name, "LeViT", levit_paper, "vitviz_levit_softmax_32" if swapped else "LeViT-128S, CIFAR-native",
+            levit_differs, 32, 10,
+            "; ".join(filter(None, [
+                "32 px config: stride-4 stem (two 3x3 stride-2 ConvNorm + Hardswish, 3 -> 64 -> 128) instead of "
+                "stride 16, so 32 px give 8x8 -> 4x4 -> 2x2 tokens; LeViT-128S widths (128/256/384, key_dim 16, "
+                "heads 4/6/8, depths 2/3/4); no distillation head",
+                "64 landmarks cover all 64 / 16 / 4 tokens, so only the 6-step pseudo-inverse approximates"
+                if kind == "nystrom" else "", _LEVIT_OURS[kind]])))
+        pit_differs = f"{_PIT_BASE}: " + ("softmax attention" if not swapped else
+                                         f"attention swapped for {_VIX_ATTN[kind].split(':')[0]}")
+        name = f"vitviz_pit_ti_224_{kind}"
+        cat[name] = VariantInfo(
+            name, "PiT", pit_paper, "vitviz_pit_ti_224_softmax" if swapped else "timm pit_ti_224 (paper: 4.9M params)",
+            pit_differs, 224, 1000, f"{landmarks}27x27 / 14x14 / 7x7 tokens + class token" if landmarks else "")
+        name = f"vitviz_pit_{kind}_32"
+        cat[name] = VariantInfo(
+            name, "PiT", pit_paper, "vitviz_pit_softmax_32" if swapped else "PiT-Ti, CIFAR-native", pit_differs, 32,
+            10, "32 px config: patch 4, stride 2, padding 1 (kernel = 2 x stride, as PiT's 16/8) for 16x16 -> 8x8 -> "
+                "4x4 tokens + class token; PiT-Ti widths and depths (64/128/256, heads 2/4/8, depths 2/6/4)"
+                + ("; 64 landmarks over 257 / 65 / 17 tokens, residual conv kernel 33" if kind == "nystrom" else ""))
 
 
 CATALOG = _build_catalog()

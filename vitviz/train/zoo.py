@@ -21,4 +21,7 @@ ZOO: dict[str, tuple[str, dict]] = {
     "fnet_32_conv": ("vitviz_fnet_32", {"embed": "conv"}),
     "mixer_32_conv": ("vitviz_mixer_32", {"embed": "conv"}),
     "cvt_32": ("vitviz_cvt_32", {}),
+    "cct_7_3x1_32": ("vitviz_cct_7_3x1_32_softmax", {}),
+    "levit_32": ("vitviz_levit_softmax_32", {}),
+    "pit_32": ("vitviz_pit_softmax_32", {}),
 }
