@@ -64,7 +64,8 @@ IDLE = """() => {
 VISIBLE = """() => {
   const el = Array.from(document.querySelectorAll('.js-plotly-plot'))
     .find(e => e.layout && e.layout.sliders && e.layout.sliders.length);
-  return el ? (el._fullData || []).filter(t => t.opacity > 0 && t.type === 'heatmap').map(t => String(t.name)) : null;
+  return el ? (el._fullData || []).filter(t => t.opacity > 0 && t.visible !== false && t.type === 'heatmap')
+    .map(t => String(t.name)) : null;
 }"""
 
 
@@ -340,9 +341,19 @@ async def run_load(directory: Path, sessions: int, rounds: int, budget_s: float)
             "errors": out.errors, "no_rerun": out.no_rerun, "raw_s": out.times}
 
 
+def analyses_on_disk(directory: Path) -> int:
+    """How many CKA results the on-demand sections find cached (`vitviz.inspect.result_cache`)."""
+    return sum(1 for _ in (directory / "runs" / "analyses").rglob("*.analysis"))
+
+
 def report(result: dict) -> str:
-    lines = [f"## App load and per-page first view — {result['date']} — 2-core CPU, headless Chromium", "",
+    load = result.get("loadavg", {})
+    lines = [f"## App load and per-page first view — {result['date']} — {result['machine']}, headless Chromium", "",
              f"`{result['command']}`", ""]
+    if load:
+        lines += [f"Machine load (1-minute load average, shared with other workers): {load['start']:.1f} at the "
+                  f"start, {load['end']:.1f} at the end. CKA results cached on disk at the start: "
+                  f"{result.get('analyses_cached', 0)}.", ""]
     load = result.get("load")
     if load:
         lines += [f"Load: {load['sessions']} concurrent browser sessions (one Chromium, one context each), "
@@ -400,10 +411,13 @@ def main() -> int:
     os.environ["VITVIZ_CHECKPOINT_DIR"] = str(directory)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"CPU, {os.cpu_count()} cores",
               "command": "python bench/app_load.py " + " ".join(sys.argv[1:])}
+    result["analyses_cached"] = analyses_on_disk(directory)
+    result["loadavg"] = {"start": os.getloadavg()[0]}
     if args.part in ("both", "pages"):
         result["pages"] = asyncio.run(run_pages(directory))
     if args.part in ("both", "load"):
         result["load"] = asyncio.run(run_load(directory, args.sessions, args.rounds, args.budget_s))
+    result["loadavg"]["end"] = os.getloadavg()[0]
     text = report(result)
     print(text)
     if not args.no_results:

@@ -5,9 +5,11 @@ import streamlit as st
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.inspect.attention_views import (attention_source, class_attention_heats, explorer_heats, group_by_grid,
-                                            operator_share_table, query_index, rollout_heat,
-                                            rollout_refusal, signed_caption, signed_summary)
+                                            operator_share_table, query_index, rollout_refusal, seq_pool_heat,
+                                            signed_caption, signed_summary)
+from vitviz.inspect.sweeps import ROLLOUT_DISCARDS, ROLLOUT_FUSIONS
 from vitviz.ui import captured, choose_checkpoint, choose_image, show_figure, show_table
+from vitviz.ui.explain_views import rollout_all
 from vitviz.ui.fidelity import BUDGETS, fidelity_of, has_efficient_attention
 
 ensure_app_navigation()
@@ -20,7 +22,8 @@ if picked is None:
     st.stop()
 image, caption, true_class = picked
 art = captured(path, image, ["attention", "implied_attention", "operator_parts", "operator_shares",
-                             "projected_attention", "class_attention", "grids", "token_mixing", "fourier_mixing"])
+                             "projected_attention", "class_attention", "grids", "token_mixing", "fourier_mixing",
+                             "seq_pool"])
 probs = art["logits"].softmax(-1)[0]
 top = probs.topk(min(3, len(probs)))
 with left:
@@ -66,12 +69,11 @@ def token_attention_view():
                                            signed=signed is not None,
                                            title=f"query attention over the keys ({what})"),
                 "attention_explorer", key="attn_explorer")
-    with st.columns(2)[0]:
-        refusal = rollout_refusal(maps, grids)
-        if refusal is None:
-            rollout_view(maps, grids)
-        else:
-            st.caption(refusal)
+    refusal = rollout_refusal(maps, grids)
+    if refusal is None:
+        rollout_view(maps, grids, what)
+    else:
+        st.caption(refusal)
     query_choice = "class token"  # layers without one (CvT's first stages) use the centre token
     for i, (layers, group_maps, group_grid) in enumerate(group_by_grid(maps, grids)):
         shown = "class token" if group_grid["cls"] else "centre token"
@@ -83,12 +85,20 @@ def token_attention_view():
                     f"attention_grid_{i}", key=f"attn_grid_{i}")
 
 
-@st.fragment
-def rollout_view(maps, grids):
-    fusion = st.selectbox("Rollout head fusion", ["mean", "max", "min"], key="attn_fusion")
-    discard = st.slider("Discard ratio", 0.0, 0.9, 0.0, 0.1, key="attn_discard")
-    show_figure(figures.attention_overlay(image, rollout_heat(maps, grids, fusion, discard),
-                                          title=f"rollout ({fusion})"), "rollout", key="attn_rollout")
+def rollout_view(maps, grids, what):
+    """Rollout for every head fusion (side by side) and discard ratio (the slider), all in the browser."""
+    pool = None if grids[0]["cls"] else art.get("seq_pool")  # CCT: read at its sequence pooling, w @ R
+    heats = rollout_all(path, image, f"{source[0]}: {what}", maps, grids, pool)
+    read = "class token" if grids[0]["cls"] else "sequence pooling (w @ R)" if pool is not None else "query mean"
+    st.caption("Attention rollout (Abnar & Zuidema 2020) read at the " + read + ": heads fused by their mean, "
+               "max or min (side by side); the slider discards the lowest share of each fused map before the "
+               "residual is added. Every setting is already in the figure, so switching is instant.")
+    show_figure(figures.attention_explorer(image, [[row] for row in heats], row_labels=[read],
+                                           col_labels=[f"{f} over heads" for f in ROLLOUT_FUSIONS],
+                                           layer_labels=[f"{d:.1f}" for d in ROLLOUT_DISCARDS],
+                                           layer_name="discard", value_name="rollout", active=0,
+                                           title=f"attention rollout ({what}); slider: discard ratio"),
+                "rollout", key="attn_rollout")
 
 
 def token_mixing_view():
@@ -152,6 +162,13 @@ with right:
                                                row_labels=["class token"], col_labels=columns, layer_name="block",
                                                title="class attention per class-attention block (slider)"),
                     "class_attention", key="attn_class_attention")
+    if "seq_pool" in art:
+        st.subheader("Sequence pooling (CCT has no class token)")
+        st.caption("The head reads sum_i w_i x_i of the last layer's tokens, w = softmax over tokens of a linear "
+                   "score: these weights w (summing to 1) on the token grid are what the head looks at. Rollout "
+                   "is read at this pooling (w @ R).")
+        show_figure(figures.attention_overlay(image, seq_pool_heat(art), title="sequence-pooling weights"),
+                    "seq_pool", key="attn_seq_pool")
     token_mixing_view()
     if has_efficient_attention(model):
         with st.expander("How close is this efficient attention to softmax attention?"):

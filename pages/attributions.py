@@ -18,8 +18,10 @@ with left:
     chosen = choose_checkpoints("Checkpoints (1-4)", key="attr_checkpoints", min_count=1, max_count=4)
     first_meta = chosen[0][2]
     picked = choose_image(first_meta, key="attr_image")
-    methods = st.multiselect("Methods", list(METHODS), default=["saliency", "integrated_gradients"],
-                             key="attr_methods", help="\n\n".join(METHODS.values()))
+    methods = st.multiselect("Methods", list(METHODS), default=["saliency"], key="attr_methods",
+                             help="\n\n".join(METHODS.values()))
+    st.caption("Saliency is one backward pass. Integrated Gradients, SmoothGrad and occlusion run tens of forward "
+               "(and backward) passes per checkpoint: add them here when you want them.")
     target = st.selectbox("Target", [PREDICTED] + list(first_meta["classes"]), key="attr_target",
                           help="the class whose logit is attributed: each model's own prediction, or a fixed class")
     steps = st.slider("Integrated Gradients steps", 4, 64, 16, 4, key="attr_steps",
@@ -38,7 +40,7 @@ if not methods:
 with right:
     for path, model, meta in chosen:
         name = Path(str(path)).stem
-        with st.spinner(f"Attributing {name} ..."):
+        with st.spinner(f"Attributing {name}'s prediction: {', '.join(methods)} ..."):
             result = attribution_maps(path, image, methods, None if target == PREDICTED else target, steps)
         st.markdown(f"**{name}** predicts **{result['predicted']}** ({result['probability']:.1%}); "
                     f"attributions of **{result['target']}**")

@@ -16,6 +16,7 @@ from vitviz.ui import checkpoints_table, choose_checkpoint, choose_checkpoints, 
 from vitviz.ui.analysis_cache import (drift_table, fsne_code_contributions, fsne_code_similarity, fsne_codes,
                                       fsne_contribution_similarity, overlap_table, parent_checkpoint,
                                       pathway_similarity, pathways, weight_table)
+from vitviz.ui.on_demand import asked_for
 
 IMAGE_COUNTS = (32, 64, 128, 256, 512, 1000)
 DEFAULT_IMAGES = DEFAULT_PROBE_IMAGES
@@ -45,16 +46,29 @@ def similarity_section(names, variants):
     st.header("How alike are q, k and v? What the pathways compute")
     count = st.select_slider("Test images", IMAGE_COUNTS, value=DEFAULT_IMAGES, key="cw_images",
                              help="How many of each checkpoint's test images (spread over the set) the CKA rests on.")
-    results = {names[p]: pathway_similarity(p, count) for p in names}
-    ckas = {name: result for name, (result, _) in results.items()}
-    sources = {name: source for name, (_, source) in results.items()}
     st.caption(
         "Linear CKA (Kornblith et al. 2019) between the q, k and v that each block's Q/K/V embedding hands to XCA, "
         "with every token of every image as one example: CKA = ‖Yᵀ X‖²_F / (‖Xᵀ X‖_F ‖Yᵀ Y‖_F) for centred X, Y. "
         "1 = the two pathways compute the same up to rotation and scale; near 0 = unrelated. q and k are compared "
         "after XCA's own L2 normalisation of each channel over an image's tokens (the only form XCA uses), so "
         "re-parametrisations that leave the model's function alone — permuting hidden units, rescaling q's "
-        "channels — leave it unchanged. Images: " + images_note(sources) + ".")
+        "channels — leave it unchanged.")
+    results = {p: pathway_similarity(p, count, compute=False) for p in names}  # what the disk cache holds
+    missing = [p for p, found in results.items() if found is None]
+    label = f"Compute the pathway CKA ({len(missing)} checkpoint{'s' * (len(missing) > 1)}, {count} images each)"
+    note = (f"Not computed yet for {', '.join(names[p] for p in missing)} with {count} images: it runs the test "
+            "images through each model (about a second per XCiT-N12 checkpoint and 64 images on a 2-core CPU). "
+            "Results are kept on disk, so the next visit shows them at once.")
+    if missing and not asked_for("cw_cka_compute", (count, tuple(missing)), label, note):
+        return
+    for i, p in enumerate(missing, 1):
+        with st.spinner(f"Pathway CKA {i} of {len(missing)}: running {count} test images through {names[p]} and "
+                        "comparing what its q, k and v compute in every block ..."):
+            results[p] = pathway_similarity(p, count)
+    results = {names[p]: found for p, found in results.items()}
+    ckas = {name: result for name, (result, _) in results.items()}
+    sources = {name: source for name, (_, source) in results.items()}
+    st.caption("Images: " + images_note(sources) + ".")
     long = cka_long(ckas, variants)
     counts = " / ".join(str(n) for n in sorted({result.images for result in ckas.values()}))
     show_figure(figures.cka_by_depth(long, "checkpoint", title=f"linear CKA between pathways over depth "
@@ -128,8 +142,18 @@ def drift_section(chosen):
         return
     path = st.selectbox("Fine-tuned checkpoint", list(found), format_func=lambda p: Path(p).stem, key="cw_drift_child")
     count = st.session_state.get("cw_images", DEFAULT_IMAGES)
+    child, parent = Path(path).stem, Path(found[path]).stem
     try:
-        table, source = drift_table(path, found[path], count)
+        cached = drift_table(path, found[path], count, compute=False)
+        if cached is None and not asked_for(
+                "cw_drift_compute", (path, found[path], count), f"Compute the drift of {child} from {parent}",
+                note=f"Function drift: runs {count} test images through both models (not computed yet)."):
+            return
+        if cached is None:
+            with st.spinner(f"Function drift: running {count} test images through {parent} and {child} and "
+                            "comparing each pathway's outputs block by block ..."):
+                cached = drift_table(path, found[path], count)
+        table, source = cached
     except (CheckpointError, ValueError) as exc:
         st.warning(f"Cannot compare with the parent `{Path(found[path]).stem}`: {exc}")
         return
@@ -172,7 +196,7 @@ def fsne_section():
                                                  title=f"cosine similarity of {formula}"),
                     "fsne_contribution_similarity", key="cw_code_sim")
     codes = fsne_codes(path)
-    with st.expander("Raw codes c_q, c_k, c_v (depend on the codes' basis)"):
+    if st.toggle("Show the raw codes c_q, c_k, c_v (they depend on the codes' basis)", key="cw_raw"):
         st.caption("The trainable vectors themselves. Any invertible change of basis undone in the layer that reads "
                    "them changes these values and cosines without changing the network.")
         show_figure(figures.codes_heatmap(codes, title=f"raw codes c_q, c_k, c_v ({codes.shape[-1]} entries)"),

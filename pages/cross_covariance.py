@@ -52,9 +52,10 @@ with right:
     st.subheader("All layers")
     average = st.checkbox("Average over heads", value=False, key="xcc_average")
     overview = xca_matrices(art, average_heads=True) if average else matrices
-    show_figure(figures.matrix_grid(overview, shared_scale=True, titles=[f"layer {i}" for i in range(layers)],
-                                    temperatures=None if average else temperatures,
-                                    title="layers x " + ("head mean" if average else "heads") + " (shared scale)"),
+    st.caption("Every layer and head at once, on one shared colour scale (hover: layer L, row r, head h, column "
+               "c). Their temperatures τ are in the table below and in the one-layer figure's titles.")
+    show_figure(figures.matrix_mosaic(overview, col_labels=["head mean"] if average else None,
+                                      title="layers x " + ("head mean" if average else "heads") + " (shared scale)"),
                 "xca_overview", key="xcc_overview")
     st.subheader("Temperatures τ (paper convention, τ = 1/t)")
     show_table(temperature_table(temperatures), "xca_temperatures", key="xcc_temperatures")

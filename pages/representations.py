@@ -8,10 +8,13 @@ import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
+from vitviz.checkpoints import CheckpointError
 from vitviz.inspect.representations import qkv_embedding_pairs
-from vitviz.ui import checkpoints_table, choose_checkpoint, load_model, show_figure, show_table
+from vitviz.ui import checkpoints_table, pick_checkpoint, show_figure, show_table
 from vitviz.ui.export_buttons import report_download, start_report
+from vitviz.ui.on_demand import asked_for
 from vitviz.ui.representations import layer_cka
+from vitviz.ui.state import checkpoint_meta
 
 IMAGE_COUNTS = (32, 64, 128, 256, 512, 1000)
 BATCH_SIZES = (16, 32, 64, 128)
@@ -54,16 +57,34 @@ if mode == PRESET:
     pairs = [(a, b, f"{Path(a).stem} vs {Path(b).stem} ({label})") for a, b, label in preset]
 else:
     left, right = st.columns(2)
-    path_a, _, _ = choose_checkpoint("Checkpoint A (rows)", key="rep_a", container=left)
+    path_a = pick_checkpoint("Checkpoint A (rows)", key="rep_a", container=left)
     others = [p for p in listed["path"] if p != path_a]
-    path_b, _, _ = choose_checkpoint("Checkpoint B (columns)", key="rep_b", container=right,
-                                     default=others[0] if others else None)
+    path_b = pick_checkpoint("Checkpoint B (columns)", key="rep_b", container=right,
+                             default=others[0] if others else None)
     pairs = [(path_a, path_b, f"{Path(path_a).stem} vs {Path(path_b).stem}")]
 
 used = list(dict.fromkeys(p for a, b, _ in pairs for p in (a, b)))
 report_download("Representations: layer x layer linear CKA", "representations_report",
-                {Path(p).stem: load_model(p)[1] for p in used}, "rep_", key="rep_report")
-results = {label: layer_cka(a, b, count, batch_size, features) for a, b, label in pairs}
+                {Path(p).stem: checkpoint_meta(p) for p in used}, "rep_", key="rep_report")
+# what the disk cache holds; the rest is computed on request (it runs the test images through both models)
+results = {label: layer_cka(a, b, count, batch_size, features, compute=False) for a, b, label in pairs}
+missing = [(a, b, label) for a, b, label in pairs if results[label] is None]
+many = len(missing) > 1
+if missing and not asked_for(
+        "rep_compute", (count, batch_size, features, tuple(missing)),
+        f"Compute the layer x layer CKA ({len(missing)} comparison{'s' * many}, {count} images)",
+        note=f"Not computed yet: {'; '.join(label for _, _, label in missing)} with these settings. Each comparison "
+             f"runs {count} test images through both models. Results are kept on disk, so the next visit shows "
+             "them at once."):
+    st.stop()
+for i, (a, b, label) in enumerate(missing, 1):
+    with st.spinner(f"Layer x layer CKA {i} of {len(missing)}: running {count} test images through "
+                    f"{Path(a).stem} and {Path(b).stem} and comparing every pair of block outputs ..."):
+        try:
+            results[label] = layer_cka(a, b, count, batch_size, features)
+        except CheckpointError as exc:
+            st.error(f"Cannot load a checkpoint of {label}: {exc}")
+            st.stop()
 sources = sorted({source for _, source in results.values()})
 images = sorted({result.images for result, _ in results.values()})
 st.caption(f"Images: {'; '.join(sources)}. CKA rests on {' / '.join(map(str, images))} images per comparison, "

@@ -51,6 +51,16 @@ def ok(at):
     assert not at.exception, [e.value for e in at.exception]
 
 
+def compute(at, key="cw_cka_compute"):
+    """Press the page's on-demand button `key` when it offers one (the result may already be on disk from an
+    earlier test on the same checkpoints: then the page shows it at once)."""
+    found = [b for b in at.button if b.key == key]
+    if found:
+        found[0].click().run()
+        ok(at)
+    assert not [b for b in at.button if b.key == key], f"{key} still offered after computing"
+
+
 def select(at, key, stem):
     box = at.selectbox(key=key)
     box.select_index(next(i for i, o in enumerate(box.options) if o.startswith(stem))).run()
@@ -87,13 +97,15 @@ def assert_cka_view_complete(at):
 def test_cka_view_leads_with_non_nan_values_for_every_xcit_checkpoint(app_env):
     at = run_page("codes_weights")
     assert at.header[0].value.startswith("How alike are q, k and v")
+    compute(at)
     summary = assert_cka_view_complete(at)
     assert (summary["images"] == DEFAULT_IMAGES).all() and summary["images from"].str.contains("digits").all()
     assert any(f"{DEFAULT_IMAGES} digits test images" in c.value for c in at.caption)
 
-    at.select_slider(key="cw_images").set_value(64).run()
+    at.select_slider(key="cw_images").set_value(32).run()
     ok(at)
-    assert (table(at, ["checkpoint", "variant", "blocks", "images"])["images"] == 64).all()
+    compute(at)
+    assert (table(at, ["checkpoint", "variant", "blocks", "images"])["images"] == 32).all()
     before = chart(at, "cw_cka_grid")
     at.selectbox(key="cw_cka_block").select(1).run()
     ok(at)
@@ -112,6 +124,7 @@ def test_cka_view_on_the_shipped_xcit_checkpoints(monkeypatch, tmp_path):
     at = run_page("codes_weights")
     at.select_slider(key="cw_images").set_value(64).run()
     ok(at)
+    compute(at)
     summary = assert_cka_view_complete(at)
     assert sorted(v.rsplit("_", 1)[-1] for v in summary["variant"]) == ["fsne", "linear", "psne", "sne"]
     assert (summary["images"] == 64).all()
@@ -152,7 +165,8 @@ def test_statistic_picker_defines_each_statistic_and_plots_change(app_env):
     at.radio(key="cw_pathway").set_value("v").run()
     ok(at)
     assert "block 1, v" in text(chart(at, "cw_histogram"))
-    assert [t["x"] for t in chart(at, "cw_histogram")["data"]] != [t["x"] for t in histogram["data"]]
+    bins = [(t["x"], t["y"]) for t in chart(at, "cw_histogram")["data"]]  # binned counts per checkpoint
+    assert bins != [(t["x"], t["y"]) for t in histogram["data"]]
 
 
 # --------------------------------------------------------------------------- drift and codes
@@ -180,6 +194,9 @@ def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
     assert all("fsne" in o for o in box.options) and len(box.options) == 2
     select(at, "cw_fsne", "tiny_xcit_fsne (")
     assert "W_c c_t" in text(chart(at, "cw_codes")) and "W_c c_t" in text(chart(at, "cw_code_sim"))
+    assert "cw_raw_codes" not in str([c.proto.id for c in at.get("plotly_chart")])  # on request only
+    at.toggle(key="cw_raw").set_value(True).run()
+    ok(at)
     assert "raw codes c_q" in text(chart(at, "cw_raw_codes"))
     assert not any("l2_change" in d.value.columns for d in at.dataframe)
     assert any("no parent" in c.value for c in at.caption)
@@ -199,6 +216,7 @@ def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
     assert child.options == ["tiny_xcit_fsne_child"]  # the only chosen checkpoint with a parent
     child.select_index(0).run()
     ok(at)
+    compute(at, "cw_drift_compute")
     function = table(at, ["block", "pathway", "function_cka"])
     assert len(function) == 2 * 3 and function["function_cka"].between(0, 1 - 1e-6).all()
     assert (function["images"] == DEFAULT_IMAGES).all() and (function["weight_relative_change"] == 0).all()
@@ -209,6 +227,7 @@ def test_codes_weights_without_fsne_says_so(app_env, tmp_path, monkeypatch):
     only_checkpoint(app_env, tmp_path / "no_fsne", "tiny_xcit_linear", monkeypatch)
     at = run_page("codes_weights")
     assert any("No F-SNE checkpoint" in i.value for i in at.info)
+    compute(at)
     assert chart(at, "cw_cka_depth") and chart(at, "cw_stat_fig")  # the pathway and weight sections still render
     assert any("no drift" in c.value for c in at.caption)
 

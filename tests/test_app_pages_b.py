@@ -68,7 +68,8 @@ def test_per_class_table_confusions_and_cells(app_env):
     # digits are on disk, so a confusion cell shows its images (default: A's most confused cell)
     count = cell_count(at)
     grid = charts(at, "pc_cell_grid")
-    assert count > 0 and len(grid) == 1 and len(next(iter(grid.values()))["data"]) == min(count, 32)
+    # one tiled image with a title (and a hover marker) per thumbnail
+    assert count > 0 and len(grid) == 1 and len(next(iter(grid.values()))["layout"]["annotations"]) == min(count, 32)
     never_right = table.loc[table["accuracy A"] == 0, "class"].iloc[0]
     at.selectbox(key="pc_true").set_value(never_right)
     at.selectbox(key="pc_pred").set_value(never_right).run()
@@ -84,7 +85,7 @@ def test_per_class_table_confusions_and_cells(app_env):
     cls = after.loc[(after["accuracy A"] == 1) & (after["accuracy B"] < 1), "class"].iloc[0]
     at.selectbox(key="pc_dis_class").set_value(cls).run()
     grid = charts(at, "pc_a_right_b_wrong")
-    assert len(grid) == 1 and len(next(iter(grid.values()))["data"]) > 0
+    assert len(grid) == 1 and len(next(iter(grid.values()))["layout"]["annotations"]) > 0
 
 
 def write_child(directory, parent_stem: str, child_stem: str):
@@ -167,6 +168,10 @@ def test_attributions_one_figure_per_checkpoint_and_methods(app_env):
     figs = attribution_figures(at)
     assert len(figs) == 1
     (spec,) = figs.values()
+    assert len(spec["data"]) == 2  # image + saliency (the many-pass methods on request)
+    at.multiselect(key="attr_methods").set_value(["saliency", "integrated_gradients"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    (spec,) = attribution_figures(at).values()
     assert len(spec["data"]) == 3  # image + saliency + integrated gradients
     box = at.multiselect(key="attr_checkpoints")
     box.select(next(o for o in box.options if o.startswith("tiny_xcit_linear "))).run()

@@ -186,8 +186,14 @@ def test_app_attention_and_compare_show_relevance_for_a_chosen_class(app_env):
     at.toggle(key="attn_relevance_on").set_value(True).run()
     _no_exception(at)
     assert len(at.get("plotly_chart")) == charts + 1
-    at.selectbox(key="attn_relevance_target").set_value("3").run()
-    _no_exception(at)
+    # every class is in the one figure; its menu switches the explained class in the browser (no rerun)
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("attn_relevance_fig"))
+    menu = spec["layout"]["updatemenus"][0]
+    labels = [b["label"] for b in menu["buttons"]]
+    assert len(labels) == 10 and labels[menu["active"]].endswith(" (predicted)")
+    three = next(b for b in menu["buttons"] if b["label"].split(" ")[0] == "3")
+    shown = [t["name"] for t, op in zip(spec["data"], three["args"][0]["opacity"]) if op > 0 and t["type"] == "heatmap"]
+    assert shown == ["relevance · class " + three["label"] + " · explained class"]
     assert any("Built on" in c.value for c in at.caption)
     at = run_page("compare")
     assert any("Gradient-weighted relevance" in s.value for s in at.subheader)

@@ -180,10 +180,19 @@ def test_attribution_grid_abs_sums_channels_and_scales():
 
 def test_image_grid_panels_titles_and_empty():
     imgs = np.zeros((5, 6, 6, 3), np.uint8)
+    imgs[:, 1:3, 2:5] = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * 40   # tell them apart
     fig = F.image_grid(imgs, titles=[f"s{i}" for i in range(5)], cols=3)
-    assert len(fig.data) == 5 and n_subplots(fig) == 6
-    assert all(t.type == "image" for t in fig.data)
-    assert fig.layout.annotations[4].text == "s4"
+    # one image of the tiled thumbnails (a PNG), the titles above them, a hover marker on each thumbnail
+    assert [t.type for t in fig.data] == ["image", "scatter"] and n_subplots(fig) == 1
+    assert [a.text for a in fig.layout.annotations] == [f"s{i}" for i in range(5)]
+    assert list(fig.data[1].text) == [f"s{i}" for i in range(5)]
+    import base64
+    import io
+    from PIL import Image
+    canvas = np.asarray(Image.open(io.BytesIO(base64.b64decode(fig.data[0].source.split(",", 1)[1]))))
+    for k, (x, y) in enumerate(zip(fig.data[1].x, fig.data[1].y)):   # each marker sits on its own thumbnail
+        top, left = int(round(y - 2.5)), int(round(x - 2.5))
+        np.testing.assert_array_equal(canvas[top:top + 6, left:left + 6], imgs[k])
     assert_serialises(fig)
     assert len(F.image_grid(np.zeros((0, 6, 6, 3), np.uint8)).data) == 0
     with pytest.raises(ValueError, match="titles"):
@@ -286,9 +295,14 @@ def test_spectrum_histogram_and_stat_by_block():
     with pytest.raises(ValueError, match=r"\(n,\)"):
         F.spectrum_plot({"a": np.ones((2, 2))})
 
-    hist = F.histogram_overlay({"a": np.linspace(-1, 1, 50), "b": torch.randn(3, 4)}, nbins=10)
+    b = torch.randn(3, 4)
+    hist = F.histogram_overlay({"a": np.linspace(-1, 1, 50), "b": b}, nbins=10)
     assert len(hist.data) == 2 and hist.layout.barmode == "overlay"
-    assert hist.data[0].xbins.size == hist.data[1].xbins.size
+    assert hist.data[0].width == hist.data[1].width and len(hist.data[0].x) == 10   # the same 10 bins
+    lo, hi = min(-1.0, float(b.min())), max(1.0, float(b.max()))
+    np.testing.assert_array_equal(hist.data[0].y, np.histogram(np.linspace(-1, 1, 50), bins=10, range=(lo, hi))[0])
+    dens = F.histogram_overlay({"a": np.linspace(-1, 1, 50)}, nbins=10, density=True).data[0]
+    assert abs(float(np.sum(dens.y)) * dens.width - 1) < 1e-9
     with pytest.raises(ValueError, match="nbins"):
         F.histogram_overlay({"a": [1.0]}, nbins=0)
 

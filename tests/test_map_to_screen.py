@@ -292,10 +292,15 @@ def test_cross_covariance_page_plots_the_xca_softmax(app_env):
         names = [fig["data"][i]["name"] for i in visible_after_step(fig, layer) if fig["data"][i]["type"] == "heatmap"]
         assert names == [f"layer {layer} · head {h}" for h in range(reference[0].shape[0])]
     assert not np.allclose(reference[0], reference[-1], atol=10 * ATOL)  # layers are told apart
-    # the overview grid of all layers holds the same maps
-    _, overview = traces_named(at, r"layer (\d+) · h(\d+) · τ=.*")
-    for (layer, head), trace in overview.items():
-        np.testing.assert_allclose(decode(trace["z"]), reference[int(layer)][int(head)].numpy(), atol=ATOL)
+    # the overview of all layers (one heatmap, a tile per layer and head) holds the same maps
+    import plotly.graph_objects as go
+    from vitviz.figures import mosaic_tiles
+    overview = figure_keyed(at, "xcc_overview")
+    trace = dict(overview["data"][0], z=decode(overview["data"][0]["z"]))
+    tiles = mosaic_tiles(go.Figure(data=[trace]))
+    assert tiles.shape[:2] == (len(reference), reference[0].shape[0])
+    for layer in range(len(reference)):
+        np.testing.assert_allclose(tiles[layer], reference[layer].numpy(), atol=ATOL)
 
 
 # --------------------------------------------------------------------------- Compare page

@@ -1,9 +1,11 @@
 """`python -m vitviz app`: start the Streamlit app with everything slow done before the first visit.
 
 `streamlit run app.py` imports torch, timm, plotly and the pages' modules, counts every variant's
-parameters and reads the checkpoint table on the first page view. The launcher does that first, in the
-server's own process (Streamlit runs the app's scripts in it, so they find it all imported and cached),
-then starts the server. `streamlit run app.py` keeps working as before, only its first view is slower.
+parameters and reads the checkpoint table on the first page view, and each page's first view loads plotly's
+figure classes and the checkpoints' models it shows. The launcher does that first, in the server's own process
+(Streamlit runs the app's scripts in it, so they find it all imported and cached): imports, tables, one small
+figure of each kind, and the models of the first `PRELOAD_MODELS` listed checkpoints; then it starts the server.
+`streamlit run app.py` keeps working as before, only its first views are slower.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
+PRELOAD_MODELS = 16  # the app's model cache (`ui.state._load`) holds 16
 CONFIG = APP.parent / ".streamlit" / "config.toml"
 
 
@@ -45,6 +48,7 @@ def warm_up(log=print) -> dict:
 
         import vitviz.figures  # noqa: F401
         import vitviz.inspect  # noqa: F401
+        import captum.attr  # noqa: F401  (about 2 s, else paid by the Attributions page's first view)
         import vitviz.models  # noqa: F401
         import vitviz.ui  # noqa: F401
         import vitviz.ui.evaluations  # noqa: F401
@@ -57,8 +61,24 @@ def warm_up(log=print) -> dict:
         variant_table()  # builds every variant on the meta device once (cached) for its parameter count
         checkpoints_table()
 
+    def figures():
+        from .figures.warm import warm_up as warm_figures
+        for failure in warm_figures():
+            log(f"warm-up: a figure failed to build ({failure})")
+
+    def models():
+        from .ui.state import checkpoints_table, load_model
+        table, _ = checkpoints_table()
+        for path in list(table["path"])[:PRELOAD_MODELS] if not table.empty else []:
+            try:
+                load_model(path)
+            except Exception as exc:  # noqa: BLE001 - the page that opens it says why
+                log(f"warm-up: cannot load {Path(path).name}: {exc}")
+
     step("imports", imports)
     step("variant and checkpoint tables", tables)
+    step("figure classes", figures)
+    step("models of the listed checkpoints", models)
     return seconds
 
 

@@ -16,8 +16,8 @@ from .attention import attention_grid, query_maps
 from .efficiency import efficiency_curves
 from .explorers import attention_explorer, matrix_explorer
 from .images import attention_overlay, attribution_grid, image_grid, overlay_heat, overlay_row
-from .matrices import (code_similarity_grid, codes_heatmap, confusion_heatmap, matrix_grid,
-                       similarity_heatmap)
+from .matrices import (code_similarity_grid, codes_heatmap, confusion_heatmap, matrix_grid, matrix_mosaic,
+                       mosaic_tiles, similarity_heatmap)
 from .pathways import cka_by_depth, cka_grid
 from .representations import layer_cka_heatmap
 from .stats import (PER_CLASS_COLUMNS, difference_bars, histogram_overlay, per_class_bars,
@@ -27,7 +27,7 @@ __all__ = [
     "as_numpy", "normalize01", "upsample_heat",
     "attention_grid", "query_maps", "attention_explorer", "matrix_explorer",
     "attention_overlay", "overlay_row", "overlay_heat", "attribution_grid", "image_grid",
-    "matrix_grid", "similarity_heatmap", "code_similarity_grid", "codes_heatmap",
+    "matrix_grid", "matrix_mosaic", "mosaic_tiles", "similarity_heatmap", "code_similarity_grid", "codes_heatmap",
     "confusion_heatmap",
     "spectrum_plot", "stat_by_block", "histogram_overlay", "per_class_bars",
     "difference_bars", "projection_scatter", "PER_CLASS_COLUMNS",

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (DIVERGING, HEAT, as_float, colorbar, finish, finite_range, matrix_axes, subplots,
-                      symmetric_range)
+from ._common import DIVERGING, HEAT, PanelGrid, as_float, colorbar, finish, finite_range, symmetric_range
 
 __all__ = ["attention_grid", "query_maps"]
 
@@ -112,7 +111,7 @@ def attention_grid(maps, grid=None, query=None, titles=None, *, panel_px: int = 
         signed = any(np.nanmin(p) < 0 for p in panels if np.isfinite(p).any())
     zmin, zmax = symmetric_range(0.0, *panels) if signed else finite_range(*panels)
     scale = dict(colorscale=DIVERGING, zmid=0.0) if signed else dict(colorscale=HEAT)
-    fig, height = subplots(n_layers, n_heads, flat_titles, panel_px)
+    grid = PanelGrid(n_layers, n_heads, flat_titles, panel_px)
     if use_query:
         hover = "col %{x}, row %{y}<br>attention %{z:.4f}<extra></extra>"
     else:
@@ -120,14 +119,12 @@ def attention_grid(maps, grid=None, query=None, titles=None, *, panel_px: int = 
     first = True
     for i, layer in enumerate(panels):
         for j in range(layer.shape[0]):
-            fig.add_trace(go.Heatmap(z=layer[j], zmin=zmin, zmax=zmax, zauto=False, **scale,
-                                     showscale=first,
-                                     colorbar=colorbar("attention") if first else None,
-                                     hovertemplate=hover, name=labels[i][j]),
-                          row=i + 1, col=j + 1)
+            grid.add(dict(type="heatmap", z=layer[j], zmin=zmin, zmax=zmax, zauto=False, **scale,
+                          showscale=first, colorbar=colorbar("attention") if first else None,
+                          hovertemplate=hover, name=labels[i][j]),
+                     i + 1, j + 1)
             first = False
-    matrix_axes(fig)
     if title is None:
         title = (f"attention of query token {int(query)}" if use_query
                  else "attention maps (rows: queries, cols: keys)")
-    return finish(fig, title, height)
+    return finish(grid.figure(), title, grid.height)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (DIVERGING, HEAT, SEQUENTIAL, as_float, as_image, colorbar, finish,
-                      finite_range, matrix_axes, subplots, symmetric_range)
+from ._common import (DIVERGING, HEAT, SEQUENTIAL, PanelGrid, as_float, as_image, colorbar, finish,
+                      finite_range, symmetric_range)
 
-__all__ = ["attention_explorer", "matrix_explorer", "layer_slider"]
+__all__ = ["attention_explorer", "matrix_explorer", "layer_slider", "layer_menu"]
 
 
 def layer_slider(layer_of_trace: list[int | None], opacity_of_trace: list[float], n_layers: int,
@@ -24,16 +24,31 @@ def layer_slider(layer_of_trace: list[int | None], opacity_of_trace: list[float]
 
     Showing and hiding is done by opacity (0 = hidden) with hover turned off ("skip") on hidden traces:
     a style-only restyle, which the browser applies without recomputing any trace (restyling `visible`
-    makes plotly recalculate and redraw every trace). Traces whose layer is None (the image) stay as
-    they are. `opacity_of_trace` is each trace's opacity when shown."""
+    makes plotly recalculate and redraw every trace: it made the Cross-covariance figure's first render
+    faster but a layer switch in the app 2-3x slower, over the 100 ms target). Traces whose layer is None
+    (the image) stay as they are. `opacity_of_trace` is each trace's opacity when shown."""
+    return dict(active=active, steps=_layer_steps(layer_of_trace, opacity_of_trace, n_layers, labels),
+                currentvalue=dict(prefix=prefix, font=dict(size=13)),
+                transition=dict(duration=0), pad=dict(t=30, b=10), len=1.0, x=0.0)
+
+
+def layer_menu(layer_of_trace: list[int | None], opacity_of_trace: list[float], n_layers: int,
+               active: int, labels: list[str] | None = None) -> dict:
+    """The same switch as `layer_slider` as a dropdown menu (plotly updatemenu) at the figure's top right:
+    for many steps with long labels (e.g. the classes a relevance map can explain)."""
+    buttons = _layer_steps(layer_of_trace, opacity_of_trace, n_layers, labels)
+    return dict(type="dropdown", buttons=buttons, active=active, showactive=True, direction="down",
+                x=1.0, xanchor="right", y=1.0, yanchor="bottom", pad=dict(b=24))
+
+
+def _layer_steps(layer_of_trace, opacity_of_trace, n_layers, labels) -> list[dict]:
     steps = []
     for layer in range(n_layers):
         shown = [owner is None or owner == layer for owner in layer_of_trace]
         steps.append(dict(method="restyle", label=labels[layer] if labels else str(layer), args=[{
             "opacity": [op if on else 0.0 for op, on in zip(opacity_of_trace, shown)],
             "hoverinfo": [hover_state(owner, on) for owner, on in zip(layer_of_trace, shown)]}]))
-    return dict(active=active, steps=steps, currentvalue=dict(prefix=prefix, font=dict(size=13)),
-                transition=dict(duration=0), pad=dict(t=30, b=10), len=1.0, x=0.0)
+    return steps
 
 
 def hover_state(owner: int | None, shown: bool) -> str:
@@ -52,7 +67,8 @@ def _active(active: int, n: int) -> int:
 
 def attention_explorer(image, heats, *, row_labels, col_labels, layer_labels=None,
                        active: int = -1, signed: bool | None = None, title: str | None = None,
-                       panel_px: int = 190, opacity: float = 0.55, layer_name: str = "layer") -> go.Figure:
+                       panel_px: int = 190, opacity: float = 0.55, layer_name: str = "layer",
+                       value_name: str = "attention", control: str = "slider") -> go.Figure:
     """Attention heat over the image for every layer, head and query token, in one figure.
 
     image:      uint8 (H, W, 3).
@@ -66,8 +82,11 @@ def attention_explorer(image, heats, *, row_labels, col_labels, layer_labels=Non
                 a colour bar; otherwise each heat uses a sequential scale over its own range.
 
     Trace names are "<row label> · <layer_name> <L> · <col label>"; a slider step per layer
-    toggles trace visibility in the browser.
+    toggles trace visibility in the browser. control="dropdown" puts the steps in a dropdown menu
+    instead (`layer_menu`: many steps, long labels); value_name names the values in the hover.
     """
+    if control not in ("slider", "dropdown"):
+        raise ValueError(f"control must be 'slider' or 'dropdown', got {control!r}")
     img = as_image(image)
     H, W = img.shape[:2]
     if not heats:
@@ -92,12 +111,12 @@ def attention_explorer(image, heats, *, row_labels, col_labels, layer_labels=Non
     active = _active(active, n_layers)
 
     panel_titles = [f"{r} · {c}" for r in row_labels for c in col_labels]
-    fig, height = subplots(n_rows, n_cols, panel_titles, panel_px, extra_top=10)
+    grid = PanelGrid(n_rows, n_cols, panel_titles, panel_px, extra_top=10)
     owners: list[int | None] = []
     opacities: list[float] = []
     for r in range(n_rows):
         for c in range(n_cols):
-            fig.add_trace(go.Image(z=img, name="image", hoverinfo="skip"), row=r + 1, col=c + 1)
+            grid.add(dict(type="image", z=img, name="image", hoverinfo="skip"), r + 1, c + 1)
             owners.append(None)
             opacities.append(1.0)
     bar_shown = False
@@ -112,23 +131,25 @@ def attention_explorer(image, heats, *, row_labels, col_labels, layer_labels=Non
                 bar = signed and not bar_shown  # one colour bar: the signed scale is shared by every map
                 bar_shown = bar_shown or bar
                 on = layer == active
-                fig.add_trace(go.Heatmap(
-                    z=m, x0=(W / w - 1) / 2, dx=W / w, y0=(H / h - 1) / 2, dy=H / h,
+                grid.add(dict(
+                    type="heatmap", z=m, x0=(W / w - 1) / 2, dx=W / w, y0=(H / h - 1) / 2, dy=H / h,
                     zmin=lo, zmax=hi, zauto=False, opacity=opacity if on else 0.0, **scale,
                     showscale=bar, colorbar=colorbar("value (signed)") if bar else None,
                     hoverinfo=hover_state(layer, on),
                     name=f"{row_labels[r]} · {layer_name} {layer_labels[layer]} · {col_labels[c]}",
                     hovertemplate=f"{layer_name} {layer_labels[layer]} · {col_labels[c]}<br>"
-                                  "x %{x}, y %{y} px<br>attention %{z:.4g}<extra></extra>"),
-                    row=r + 1, col=c + 1)
+                                  f"x %{{x}}, y %{{y}} px<br>{value_name} %{{z:.4g}}<extra></extra>"),
+                    r + 1, c + 1)
                 owners.append(layer)
                 opacities.append(opacity)
-    matrix_axes(fig)
-    fig.update_xaxes(range=[-0.5, W - 0.5])
-    fig.update_yaxes(range=[H - 0.5, -0.5], autorange=False)
-    fig.update_layout(sliders=[layer_slider(owners, opacities, n_layers, active, layer_labels,
+    if control == "slider":
+        switch = dict(sliders=[layer_slider(owners, opacities, n_layers, active, layer_labels,
                                             prefix=f"{layer_name} ")])
-    return finish(fig, title, height + 90)
+    else:
+        switch = dict(updatemenus=[layer_menu(owners, opacities, n_layers, active, layer_labels)])
+    fig = grid.figure(xaxis=dict(range=[-0.5, W - 0.5]), yaxis=dict(range=[H - 0.5, -0.5], autorange=False),
+                      **switch)
+    return finish(fig, title, grid.height + (90 if control == "slider" else 30))
 
 
 def matrix_explorer(matrices, *, temperatures=None, temperature_label: str = "τ",
@@ -156,40 +177,43 @@ def matrix_explorer(matrices, *, temperatures=None, temperature_label: str = "τ
     def limits(*a):
         return symmetric_range(float(zmid), *a) if zmid is not None else finite_range(*a)
 
-    fig, height = subplots(1, n_heads, None, panel_px, extra_top=24)
+    grid = PanelGrid(1, n_heads, None, panel_px, extra_top=24)
     cs = DIVERGING if zmid is not None else SEQUENTIAL
     mid = {} if zmid is None else {"zmid": float(zmid)}
     shared = limits(arr) if shared_scale else None
-    owners, opacities = [], []
+    owners, opacities, heatmap = [], [], []
     for layer in range(n_layers):
         on = layer == active
         for j in range(n_heads):
             lo, hi = shared if shared else limits(arr[layer, j])
             bar = bool(shared) and layer == 0 and j == 0  # the shared scale: one colour bar for all
-            fig.add_trace(go.Heatmap(z=arr[layer, j], zmin=lo, zmax=hi, zauto=False, colorscale=cs,
-                                     **mid, showscale=bar, colorbar=colorbar() if bar else None,
-                                     opacity=1.0 if on else 0.0, hoverinfo=hover_state(layer, on),
-                                     name=f"layer {layer} · head {j}",
-                                     hovertemplate=f"layer {layer} · head {j}<br>row %{{y}}, col %{{x}}"
-                                                   "<br>%{z:.4g}<extra></extra>"),
-                          row=1, col=j + 1)
+            grid.add(dict(type="heatmap", z=arr[layer, j], zmin=lo, zmax=hi, zauto=False, colorscale=cs,
+                          **mid, showscale=bar, colorbar=colorbar() if bar else None,
+                          opacity=1.0 if on else 0.0, hoverinfo=hover_state(layer, on),
+                          name=f"layer {layer} · head {j}",
+                          hovertemplate=f"layer {layer} · head {j}<br>row %{{y}}, col %{{x}}"
+                                        "<br>%{z:.4g}<extra></extra>"),
+                     1, j + 1)
             owners.append(layer)
             opacities.append(1.0)
+            heatmap.append(True)
+            # the panel's title: a text trace of its layer, shown and hidden like the maps (a style-only
+            # restyle; rewriting layout annotations per step instead made a step 3x slower in Chromium)
             text = f"layer {layer} · head {j}" + ("" if temps is None else
                                                   f" · {temperature_label}={temps[layer, j]:.2f}")
-            fig.add_trace(go.Scatter(x=[(n_cols - 1) / 2], y=[-0.5], mode="text", text=[text],
-                                     textposition="top center", cliponaxis=False, showlegend=False,
-                                     textfont=dict(size=11), opacity=1.0 if on else 0.0, hoverinfo="skip",
-                                     name=f"title · layer {layer} · head {j}"),
-                          row=1, col=j + 1)
+            grid.add(dict(type="scatter", x=[(n_cols - 1) / 2], y=[-0.5], mode="text", text=[text],
+                          textposition="top center", cliponaxis=False, showlegend=False,
+                          textfont=dict(size=11), opacity=1.0 if on else 0.0, hoverinfo="skip",
+                          name=f"title · layer {layer} · head {j}"),
+                     1, j + 1)
             owners.append(layer)
             opacities.append(1.0)
-    matrix_axes(fig)
-    fig.update_xaxes(range=[-0.5, n_cols - 0.5])
-    fig.update_yaxes(range=[n_rows - 0.5, -0.5], autorange=False)
+            heatmap.append(False)
     slider = layer_slider(owners, opacities, n_layers, active)
     for step in slider["steps"]:  # the titles never take hover
-        step["args"][0]["hoverinfo"] = [h if t.type == "heatmap" else "skip"
-                                        for h, t in zip(step["args"][0]["hoverinfo"], fig.data)]
-    fig.update_layout(sliders=[slider])
+        step["args"][0]["hoverinfo"] = [h if is_map else "skip"
+                                        for h, is_map in zip(step["args"][0]["hoverinfo"], heatmap)]
+    fig = grid.figure(xaxis=dict(range=[-0.5, n_cols - 0.5]),
+                      yaxis=dict(range=[n_rows - 0.5, -0.5], autorange=False), sliders=[slider])
+    height = grid.height
     return finish(fig, title, height + 90)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (DIVERGING, SEQUENTIAL, as_float, check_titles, colorbar, finish,
-                      finite_range, grid_shape, matrix_axes, names_list, subplots,
-                      symmetric_range)
+from ._common import (DIVERGING, SEQUENTIAL, PanelGrid, as_float, check_titles, colorbar, finish,
+                      finite_range, grid_shape, names_list, symmetric_range)
 
-__all__ = ["matrix_grid", "similarity_heatmap", "code_similarity_grid", "codes_heatmap",
-           "confusion_heatmap"]
+__all__ = ["matrix_grid", "matrix_mosaic", "mosaic_tiles", "similarity_heatmap", "code_similarity_grid",
+           "codes_heatmap", "confusion_heatmap"]
 
 
 def _blocks(matrices) -> np.ndarray:
@@ -76,20 +75,69 @@ def matrix_grid(matrices, shared_scale: bool = True, titles=None, zmid: float | 
         return symmetric_range(float(zmid), *a) if zmid is not None else finite_range(*a)
 
     shared = limits(arr) if shared_scale else None
-    fig, height = subplots(n_layers, n_heads, labels, panel_px)
+    grid = PanelGrid(n_layers, n_heads, labels, panel_px)
     for i in range(n_layers):
         for j in range(n_heads):
             lo, hi = shared if shared else limits(arr[i, j])
             show = bool(shared) and i == 0 and j == 0
             mid = {} if zmid is None else {"zmid": float(zmid)}
-            fig.add_trace(go.Heatmap(z=arr[i, j], zmin=lo, zmax=hi, zauto=False, colorscale=cs, **mid,
-                                     showscale=show, colorbar=colorbar() if show else None,
-                                     name=labels[i * n_heads + j],
-                                     hovertemplate="row %{y}, col %{x}<br>%{z:.4g}"
-                                                   "<extra></extra>"),
-                          row=i + 1, col=j + 1)
-    matrix_axes(fig)
-    return finish(fig, title, height)
+            grid.add(dict(type="heatmap", z=arr[i, j], zmin=lo, zmax=hi, zauto=False, colorscale=cs, **mid,
+                          showscale=show, colorbar=colorbar() if show else None,
+                          name=labels[i * n_heads + j],
+                          hovertemplate="row %{y}, col %{x}<br>%{z:.4g}<extra></extra>"),
+                     i + 1, j + 1)
+    return finish(grid.figure(), title, grid.height)
+
+
+def matrix_mosaic(matrices, *, zmid: float | None = None, row_name: str = "layer", col_name: str = "head",
+                  col_labels=None, title: str | None = None, panel_px: int = 130,
+                  colorscale: str | None = None) -> go.Figure:
+    """Every matrix of (layers, heads, rows, cols) as one tile of ONE heatmap: layers down, heads across,
+    one empty (NaN) row and column between tiles, one shared colour scale with a colour bar.
+
+    The same overview as `matrix_grid(shared_scale=True)`, drawn as a single trace on a single pair of axes,
+    so the browser renders it several times faster (48 tiles: about a fifth of the time; issue 12). Rows and
+    columns are categories named "L<layer> r<row>" and "h<head> c<col>" (what the hover shows), with one tick per
+    tile ("layer i", "head j" or `col_labels`).
+    """
+    arr = _blocks(matrices)
+    n_layers, n_heads, n_rows, n_cols = arr.shape
+    col_labels = [f"{col_name} {j}" for j in range(n_heads)] if col_labels is None else [str(c) for c in col_labels]
+    if len(col_labels) != n_heads:
+        raise ValueError(f"col_labels must have {n_heads} entries, got {len(col_labels)}")
+    z = np.full((n_layers * (n_rows + 1) - 1, n_heads * (n_cols + 1) - 1), np.nan)
+    for i in range(n_layers):
+        for j in range(n_heads):
+            z[i * (n_rows + 1):i * (n_rows + 1) + n_rows, j * (n_cols + 1):j * (n_cols + 1) + n_cols] = arr[i, j]
+    y = [f"L{i} r{r}" if r < n_rows else f"L{i} gap" for i in range(n_layers) for r in range(n_rows + 1)][:len(z)]
+    x = [f"h{j} c{c}" if c < n_cols else f"h{j} gap" for j in range(n_heads) for c in range(n_cols + 1)][:z.shape[1]]
+    lo, hi = symmetric_range(float(zmid), arr) if zmid is not None else finite_range(arr)
+    mid = {} if zmid is None else {"zmid": float(zmid)}
+    fig = go.Figure(data=[dict(
+        type="heatmap", z=z, x=x, y=y, zmin=lo, zmax=hi, zauto=False, hoverongaps=False,
+        colorscale=colorscale or (DIVERGING if zmid is not None else SEQUENTIAL), **mid, colorbar=colorbar(),
+        name=f"{n_layers} {row_name}s x {n_heads} {col_name}s",
+        hovertemplate="%{y} · %{x}<br>%{z:.4g}<extra></extra>")])
+    fig.update_xaxes(type="category", tickvals=[f"h{j} c{n_cols // 2}" for j in range(n_heads)],
+                     ticktext=col_labels, side="top", showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(type="category", tickvals=[f"L{i} r{n_rows // 2}" for i in range(n_layers)],
+                     ticktext=[f"{row_name} {i}" for i in range(n_layers)], autorange="reversed",
+                     scaleanchor="x", constrain="domain", showgrid=False, zeroline=False)
+    cell = panel_px / max(n_rows, n_cols)
+    fig = finish(fig, title, 110 + cell * len(y))
+    return fig.update_layout(margin=dict(l=70, r=20, t=80 if title else 40, b=20))
+
+
+def mosaic_tiles(fig: go.Figure) -> np.ndarray:
+    """The (layers, heads, rows, cols) matrices back from a `matrix_mosaic` figure (for tests and exports)."""
+    trace = fig.data[0]
+    z = np.asarray(trace.z, dtype=float)
+    rows = sorted({int(label.split(" r")[1]) for label in trace.y if " r" in label})
+    cols = sorted({int(label.split(" c")[1]) for label in trace.x if " c" in label})
+    n_rows, n_cols = len(rows), len(cols)
+    n_layers, n_heads = (len(z) + 1) // (n_rows + 1), (z.shape[1] + 1) // (n_cols + 1)
+    return np.stack([np.stack([z[i * (n_rows + 1):i * (n_rows + 1) + n_rows, j * (n_cols + 1):j * (n_cols + 1) + n_cols]
+                               for j in range(n_heads)]) for i in range(n_layers)])
 
 
 def _fmt(values: np.ndarray, spec: str) -> list[list[str]]:
@@ -107,11 +155,11 @@ def _square(x, name: str, n: int | None = None) -> np.ndarray:
 
 
 def _similarity_trace(sim: np.ndarray, labels: list[str], showscale: bool,
-                      name: str = "") -> go.Heatmap:
-    return go.Heatmap(z=sim, x=labels, y=labels, zmin=-1.0, zmax=1.0, zauto=False,
-                      colorscale=DIVERGING, text=_fmt(sim, ".2f"), texttemplate="%{text}",
-                      showscale=showscale, colorbar=colorbar("cosine") if showscale else None,
-                      name=name, hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>")
+                      name: str = "") -> dict:
+    return dict(type="heatmap", z=sim, x=labels, y=labels, zmin=-1.0, zmax=1.0, zauto=False,
+                colorscale=DIVERGING, text=_fmt(sim, ".2f"), texttemplate="%{text}",
+                showscale=showscale, colorbar=colorbar("cosine") if showscale else None,
+                name=name, hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>")
 
 
 def similarity_heatmap(sim, labels, title: str | None = None, *, height: int | None = None
@@ -120,7 +168,7 @@ def similarity_heatmap(sim, labels, title: str | None = None, *, height: int | N
     cell annotated to 2 decimals, on a diverging colour scale fixed to [-1, 1]."""
     labels = names_list(labels, "labels")
     sim = _square(sim, "sim", len(labels))
-    fig = go.Figure(_similarity_trace(sim, labels, True))
+    fig = go.Figure(data=[_similarity_trace(sim, labels, True)])
     fig.update_xaxes(type="category", side="bottom")
     fig.update_yaxes(type="category", autorange="reversed", scaleanchor="x",
                      constrain="domain")
@@ -141,14 +189,11 @@ def code_similarity_grid(sims, labels=("q", "k", "v"), *, titles=None, cols: int
     blocks = arr.shape[0]
     titles = check_titles(titles, blocks) or [f"block {b}" for b in range(blocks)]
     rows, ncols = grid_shape(blocks, cols, max_cols=cols)
-    fig, height = subplots(rows, ncols, titles, panel_px, h_space=0.04)
+    grid = PanelGrid(rows, ncols, titles, panel_px, h_space=0.04)
     for b in range(blocks):
-        fig.add_trace(_similarity_trace(arr[b], labels, b == 0, titles[b]),
-                      row=b // ncols + 1, col=b % ncols + 1)
-    matrix_axes(fig, show_ticks=True)
-    fig.update_xaxes(type="category")
-    fig.update_yaxes(type="category")
-    return finish(fig, title if title is not None else "cosine similarity of codes", height)
+        grid.add(_similarity_trace(arr[b], labels, b == 0, titles[b]), b // ncols + 1, b % ncols + 1)
+    fig = grid.figure(show_ticks=True, xaxis=dict(type="category"), yaxis=dict(type="category"))
+    return finish(fig, title if title is not None else "cosine similarity of codes", grid.height)
 
 
 def codes_heatmap(codes, labels=("q", "k", "v"), *, title: str | None = None) -> go.Figure:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._common import (SEQUENTIAL, as_float, check_titles, class_colors, colorbar, finish, grid_shape,
-                      matrix_axes, names_list, require_columns, subplots)
+from ._common import (SEQUENTIAL, PanelGrid, as_float, check_titles, class_colors, colorbar, finish,
+                      grid_shape, names_list, require_columns, subplots)
 
 __all__ = ["cka_by_depth", "cka_grid"]
 
@@ -55,15 +55,13 @@ def cka_grid(matrices, titles=None, labels=("q", "k", "v"), *, cols: int = 4, ti
     n = arr.shape[0]
     titles = check_titles(titles, n) or [str(i) for i in range(n)]
     rows, ncols = grid_shape(n, cols, max_cols=cols)
-    fig, height = subplots(rows, ncols, titles, panel_px, h_space=0.05)
+    grid = PanelGrid(rows, ncols, titles, panel_px, h_space=0.05)
     for i in range(n):
         text = [[f"{v:.2f}" if np.isfinite(v) else "" for v in row] for row in arr[i]]
-        fig.add_trace(go.Heatmap(z=arr[i], x=labels, y=labels, zmin=0.0, zmax=1.0, zauto=False,
-                                 colorscale=SEQUENTIAL, text=text, texttemplate="%{text}", name=titles[i],
-                                 showscale=i == 0, colorbar=colorbar("CKA") if i == 0 else None,
-                                 hovertemplate=f"{titles[i]}<br>%{{y}} · %{{x}}: %{{z:.3f}}<extra></extra>"),
-                      row=i // ncols + 1, col=i % ncols + 1)
-    matrix_axes(fig, show_ticks=True)
-    fig.update_xaxes(type="category")
-    fig.update_yaxes(type="category")
-    return finish(fig, title if title is not None else "linear CKA between q, k and v", height)
+        grid.add(dict(type="heatmap", z=arr[i], x=labels, y=labels, zmin=0.0, zmax=1.0, zauto=False,
+                      colorscale=SEQUENTIAL, text=text, texttemplate="%{text}", name=titles[i],
+                      showscale=i == 0, colorbar=colorbar("CKA") if i == 0 else None,
+                      hovertemplate=f"{titles[i]}<br>%{{y}} · %{{x}}: %{{z:.3f}}<extra></extra>"),
+                 i // ncols + 1, i % ncols + 1)
+    fig = grid.figure(show_ticks=True, xaxis=dict(type="category"), yaxis=dict(type="category"))
+    return finish(fig, title if title is not None else "linear CKA between q, k and v", grid.height)

@@ -3,7 +3,8 @@ saliency).
 
 Each result is cached with `st.cache_data`, keyed by checkpoint path and file modification time (and the
 image content, or the image count and data directory, where images are involved); the model itself is
-passed as an unhashed `_model` argument.
+passed as an unhashed `_model` argument. The CKA analyses, which run many test images through the model, are
+also kept on disk (`vitviz.inspect.result_cache`), so another session or a restarted app shows them at once.
 """
 from __future__ import annotations
 
@@ -15,17 +16,17 @@ import streamlit as st
 from .. import checkpoints
 from ..data import data_dir
 from ..data.images import to_input
-from ..inspect import (attribute, code_contributions, code_similarity, pathway_cka, pathway_drift, qkv_codes,
-                       qkv_pathways, to_heatmap, weight_overlap, weight_stats)
+from ..inspect import (attribute, code_contributions, code_similarity, qkv_codes, qkv_pathways, result_cache,
+                       to_heatmap, weight_overlap)
 from ..inspect.codes import code_contribution_label
 from ..inspect.compare_weights import drift_table as side_by_side, weight_drift
-from ..inspect.pathways import probe_images
-from .state import _mtime, checkpoint_dir, device, image_key, load_model
+from ..inspect.pathways import DEFAULT_PROBE_IMAGES
+from .state import _mtime, checkpoint_dir, checkpoint_meta, device, image_key, load_model
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _weight_stats(path: str, mtime: float, _model):
-    return weight_stats(_model)
+def _weight_stats(path: str, mtime: float, _model, _meta):
+    return result_cache.weight_stats_result(path, model=_model, meta=_meta)  # also kept on disk
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -38,18 +39,17 @@ def _overlap(path: str, mtime: float, _model):
     return weight_overlap(_model)
 
 
-@st.cache_data(max_entries=32, show_spinner="Running the test images through the model ...")
+@st.cache_data(max_entries=32, show_spinner=False)
 def _pathway_cka(path: str, mtime: float, count: int, data: str, _model, _meta):
-    images, source = probe_images(_meta, count)
-    return pathway_cka(_model, to_input(images, _meta["mean"], _meta["std"])), source
+    return result_cache.pathway_cka_result(path, count, data_root=data, model=_model, meta=_meta)
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the test images through both models ...")
+@st.cache_data(max_entries=16, show_spinner=False)
 def _drift(path: str, mtime: float, parent: str, parent_mtime: float, count: int, data: str, _model, _meta,
            _parent_model, _parent_meta):
-    images, source = probe_images(_meta, count)
-    function = pathway_drift(_parent_model, _model, to_input(images, _parent_meta["mean"], _parent_meta["std"]),
-                             to_input(images, _meta["mean"], _meta["std"]))
+    function, source = result_cache.pathway_drift_result(path, parent, count, data_root=data, model=_model,
+                                                         meta=_meta, parent_model=_parent_model,
+                                                         parent_meta=_parent_meta)
     return side_by_side(function, weight_drift(qkv_pathways(_parent_model), qkv_pathways(_model))), source
 
 
@@ -71,7 +71,7 @@ def _saliency(path: str, mtime: float, key: str, _model, _image: np.ndarray, mea
 
 def weight_table(path):
     """`weight_stats` of a checkpoint's model."""
-    return _weight_stats(str(path), _mtime(path), load_model(path)[0])
+    return _weight_stats(str(path), _mtime(path), *load_model(path))
 
 
 def pathways(path):
@@ -84,17 +84,26 @@ def overlap_table(path):
     return _overlap(str(path), _mtime(path), load_model(path)[0])
 
 
-def pathway_similarity(path, count: int = 128):
+def pathway_similarity(path, count: int = DEFAULT_PROBE_IMAGES, compute: bool = True):
     """(`PathwayCKA`, where the images come from) of a checkpoint on `count` of its test images
-    (`probe_images`: the digits when its test set is not on disk)."""
+    (`probe_images`: the digits when its test set is not on disk), from the disk cache
+    (`result_cache.pathway_cka_result`) or computed; with compute=False None when it is not cached."""
+    if not compute:
+        return result_cache.pathway_cka_result(path, count, data_root=str(data_dir()), meta=checkpoint_meta(path),
+                                               compute=False)
     model, meta = load_model(path)
     return _pathway_cka(str(path), _mtime(path), int(count), str(data_dir()), model, meta)
 
 
-def drift_table(path, parent, count: int = 128):
+def drift_table(path, parent, count: int = DEFAULT_PROBE_IMAGES, compute: bool = True):
     """(table, image source) of the drift of each pathway from `parent` to `path` on the child's test images:
-    block, pathway, function_cka (parent vs child outputs, `pathway_drift`), weight_relative_change and
-    weight_cosine (`weight_drift`), images."""
+    block, pathway, function_cka (parent vs child outputs, `pathway_drift`, disk-cached), weight_relative_change
+    and weight_cosine (`weight_drift`), images. With compute=False None when the function drift is not cached."""
+    if not compute:
+        if result_cache.pathway_drift_result(path, parent, count, data_root=str(data_dir()),
+                                             meta=checkpoint_meta(path), parent_meta=checkpoint_meta(parent),
+                                             compute=False) is None:
+            return None
     model, meta = load_model(path)
     parent_model, parent_meta = load_model(parent)
     return _drift(str(path), _mtime(path), str(parent), _mtime(parent), int(count), str(data_dir()), model, meta,

@@ -11,10 +11,35 @@ from .. import figures
 from ..data.images import prepare, to_input
 from ..inspect import faithfulness as fa
 from ..inspect.relevance import chefer_relevance, relevance_problem
+from ..inspect.sweeps import RelevanceSweep, relevance_all_classes, rollout_sweep
 from .state import _mtime, device, image_key, load_model
 from .widgets import show_figure, show_table
 
 PREDICTED = "predicted class"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _relevance_all(path: str, mtime: float, key: str, _image: np.ndarray):
+    model, meta = load_model(path)
+    return relevance_all_classes(model, to_input(_image, meta["mean"], meta["std"], device()), len(meta["classes"]))
+
+
+def relevance_all(path, image: np.ndarray) -> RelevanceSweep:
+    """Chefer relevance of every class of the checkpoint for one prepared image (`relevance_all_classes`), cached
+    by checkpoint and image content."""
+    return _relevance_all(str(path), _mtime(path), image_key(image), image)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _rollout_all(path: str, mtime: float, key: str, which: str, _maps, _grids, _pool):
+    return rollout_sweep(_maps, _grids, pool=_pool)
+
+
+def rollout_all(path, image: np.ndarray, which: str, maps: list, grids: list, pool=None):
+    """`rollout_sweep` (heats[discard][fusion] over `ROLLOUT_DISCARDS` x `ROLLOUT_FUSIONS`, or None when
+    rollout refuses these maps) of the maps `which` names (e.g. "attention, exact operator") of one image,
+    cached by checkpoint, image content and `which`."""
+    return _rollout_all(str(path), _mtime(path), image_key(image), str(which), maps, grids, pool)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -42,20 +67,30 @@ RELEVANCE_CAPTION = ("Gradient-weighted attention relevance (Chefer, Gur & Wolf,
 
 @st.fragment
 def relevance_section(path, image: np.ndarray, meta: dict, key: str = "attn_relevance"):
-    """Attention page: the relevance of a selectable class for one checkpoint and image."""
+    """Attention page: the relevance of every class for one checkpoint and image, in one figure whose menu
+    switches the explained class in the browser (no rerun)."""
     st.subheader("Gradient-weighted relevance (Chefer et al. 2021)")
-    if not st.toggle("Show relevance (one forward and backward pass)", key=f"{key}_on"):
+    classes = list(meta["classes"])
+    if not st.toggle(f"Show relevance for each of the {len(classes)} classes (one batched forward and backward "
+                     "pass)", key=f"{key}_on"):
         return
     problem = relevance_problem(load_model(path)[0])
     if problem is not None:
         st.info(problem)
         return
-    target = _choose_target(meta["classes"], f"{key}_target")
-    heat, explained, what, notes = relevance_heat(path, image, target)
-    show_figure(figures.attention_overlay(image, heat, title=f"relevance for {meta['classes'][explained]}"),
+    with st.spinner(f"Chefer relevance of all {len(classes)} classes: a forward and backward pass of "
+                    f"{len(classes)} copies of the image, one explained class each ..."):
+        sweep = relevance_all(path, image)
+    labels = [f"{name} (predicted)" if i == sweep.predicted else name for i, name in enumerate(classes)]
+    show_figure(figures.attention_explorer(image, [[[heat]] for heat in sweep.heats], row_labels=["relevance"],
+                                           col_labels=["explained class"], layer_labels=labels, layer_name="class",
+                                           value_name="relevance", control="dropdown", active=sweep.predicted,
+                                           panel_px=340,
+                                           title="relevance (Chefer et al. 2021) of the class chosen in the menu"),
                 "chefer_relevance", key=f"{key}_fig")
-    st.caption(RELEVANCE_CAPTION + f" Built on {what}.")
-    for note in notes:
+    st.caption(RELEVANCE_CAPTION + f" Every class is already in the figure: the menu switches it in the browser. "
+               f"Built on {sweep.what}.")
+    for note in sweep.notes:
         st.caption(note)
 
 

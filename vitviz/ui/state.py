@@ -42,9 +42,30 @@ def _mtime(path) -> float:
         return 0.0
 
 
+def _stat(path: Path) -> tuple:
+    try:
+        st_ = path.stat()
+        return st_.st_mtime_ns, st_.st_size
+    except OSError:
+        return None, None
+
+
+def _files_signature(directory: Path) -> tuple:
+    """What the checkpoint table depends on: every candidate's metadata and weights file, with time and size."""
+    return tuple((str(p), *_stat(p.with_suffix(".json")), *_stat(p))
+                 for p in checkpoints.checkpoint_candidates(directory, recursive=True))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _checkpoints_table(directory: str, signature: tuple):
+    return checkpoint_table(directory)
+
+
 def checkpoints_table():
-    """(table, problems) of every checkpoint under the checkpoint directory (re-read each run: cheap)."""
-    return checkpoint_table(checkpoint_dir())
+    """(table, problems) of every checkpoint under the checkpoint directory: re-read when a file in it is added,
+    removed or changed (each run only stats the files)."""
+    directory = checkpoint_dir()
+    return _checkpoints_table(str(directory), _files_signature(directory))
 
 
 @st.cache_resource(max_entries=16, show_spinner="Loading checkpoint ...")
@@ -59,6 +80,16 @@ def _load(path: str, mtime: float):
 def load_model(path) -> tuple[torch.nn.Module, dict]:
     """(model, meta) for a checkpoint, cached; raises CheckpointError for a bad file."""
     return _load(str(path), _mtime(path))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _meta(path: str, mtime: float) -> dict:
+    return checkpoints.read_meta(path)
+
+
+def checkpoint_meta(path) -> dict:
+    """A checkpoint's metadata without loading its weights (cached by file time); CheckpointError if unreadable."""
+    return _meta(str(path), _mtime(path))
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading test set ...")
