@@ -1,7 +1,7 @@
 """App latency on this machine (issue targets on a 2-core CPU: first render <= 5 s, layer/head change
 <= 300 ms, all attention maps of one model for one image <= 150 ms, a 4-variant compare <= 2 s).
 
-python bench/app_latency.py [--checkpoint-dir checkpoints] [--repeats 7] [--first-render-only]
+python bench/app_latency.py [--checkpoint-dir checkpoints] [--repeats 7] [--first-render-only] [--no-results]
 
 The first page render is measured twice: with `streamlit run app.py` and with `python -m vitviz app` (the
 launcher, which warms imports and tables before the server accepts the first session).
@@ -26,6 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from browser_idle import DRAWN  # noqa: E402
 from vitviz import checkpoints, figures  # noqa: E402
 from vitviz.data import load_dataset  # noqa: E402
 from vitviz.data.images import to_input  # noqa: E402
@@ -100,6 +101,7 @@ def browser_timings(directory: Path, repeats: int, server: str = "streamlit run 
             start = time.perf_counter()
             page.goto(url)
             page.locator('[data-testid="stDataFrame"]').first.wait_for()
+            page.wait_for_function(DRAWN)  # lazily loaded widgets and charts drawn too (bench/browser_idle.py)
             out["first_render_s"] = time.perf_counter() - start
             if not interactions:
                 browser.close()
@@ -107,8 +109,7 @@ def browser_timings(directory: Path, repeats: int, server: str = "streamlit run 
 
             def idle():
                 page.wait_for_timeout(50)
-                page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0 && "
-                                       "!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                page.wait_for_function(DRAWN)
 
             page.locator('[data-testid="stSidebarNav"]').get_by_text("Attention", exact=True).click()
             page.get_by_label("Checkpoint").first.click()
@@ -155,6 +156,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--first-render-only", action="store_true",
                         help="only the first page render of both servers (no library or interaction timings)")
+    parser.add_argument("--no-results", action="store_true",
+                        help="print the section without appending it to bench/RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     directory = Path(args.checkpoint_dir)
@@ -182,8 +185,9 @@ def main() -> int:
         lines += [f"| all attention maps, {name} | ≤ 150 ms | {ms:.0f} ms |"
                   for name, ms in lib["attention_maps_ms"].items()]
     text = "\n".join(lines) + "\n\n"
-    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-        f.write(text)
+    if not args.no_results:
+        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+            f.write(text)
     print(text)
     return 0
 

@@ -32,6 +32,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
 
+from browser_idle import DRAWN  # noqa: E402
+
 # installs listeners on the explorer figure: the time of the last mousedown, of the step applied, and of
 # the next animation frame; also whether Streamlit's status widget (a rerun) showed up meanwhile
 ARM = """([index, target]) => {
@@ -288,8 +290,7 @@ def main() -> int:
 
             def idle():
                 page.wait_for_timeout(300)
-                page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0 && "
-                                       "!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                page.wait_for_function(DRAWN)
 
             cases = [("Attention", "vit_softmax_32 "), ("Cross-covariance", "xcit_n12_p4_32_fsne")]
             for title, checkpoint in cases if args.part != "explain" else cases[:1]:

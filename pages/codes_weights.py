@@ -36,6 +36,9 @@ def images_note(sources: dict) -> str:
     return "; ".join(f"{name}: {source}" for name, source in sources.items())
 
 
+TABS = ("Pathway similarity (CKA)", "Q/K/V weights", "F-SNE codes")
+
+
 def stat_help() -> str:
     return "  \n".join(f"**{name}** — {text}" for name, text in STATISTIC_HELP.items())
 
@@ -97,7 +100,7 @@ def overlap_section(names, variants):
         "and SNE). cosine: the cosine of the flattened weights of two pathways (shared layers included; "
         "cosine_unshared leaves them out, nothing is left for F-SNE). These cosines are **not invariant to "
         "hidden-unit permutations or channel rescaling** that leave the model's function unchanged, and unshared "
-        "random-like weights give ≈ 0 whatever the pathways compute: read the CKA above for similarity.")
+        "random-like weights give ≈ 0 whatever the pathways compute: for similarity read the CKA (first tab).")
     show_table(overlap_long({names[p]: overlap_table(p) for p in names}, variants), "qkv_weight_overlap",
                key="cw_similarity")
 
@@ -225,26 +228,37 @@ def fsne_section():
         show_table(raw_drift, "fsne_raw_code_drift", key="cw_raw_drift")
 
 
+TABS = ("Pathway similarity (CKA)", "Q/K/V weights", "F-SNE codes")
+
 ensure_app_navigation()
 st.title("Q/K/V codes & weights")
 table, _ = checkpoints_table()
 if table.empty or not table.apply(is_xcit, axis=1).any():
-    st.info("No XCiT checkpoint found; the Q/K/V embedding variants (linear, SNE, P-SNE, F-SNE) are XCiT's.")
-else:
-    chosen = choose_checkpoints("XCiT checkpoints", key="cw_checkpoints", min_count=1, max_count=4, where=is_xcit,
-                                default=list(table[table.apply(is_xcit, axis=1)]["path"])[:4])
-    names = {path: Path(path).stem for path, _, _ in chosen}
-    variants = {Path(path).stem: meta["variant"] for path, _, meta in chosen}
-    similarity_section(names, variants)
-    st.header("Q/K/V weights")
-    overlap_section(names, variants)
-    statistics_section(names, variants)
-    drift_section(chosen)
-
-st.header("F-SNE codes")
-st.caption("F-SNE computes q, k and v with one shared MLP; a trainable code per block and pathway tells it which one "
-           "to produce.")
-if table.empty or not table.apply(is_fsne, axis=1).any():
-    st.info("No F-SNE checkpoint found (a variant whose name ends in `fsne`), so there are no codes to show.")
-else:
-    fsne_section()
+    st.info("No XCiT checkpoint found; the Q/K/V embedding variants (linear, SNE, P-SNE, F-SNE) are XCiT's, "
+            "so there are no pathways, Q/K/V weights or F-SNE codes to show.")
+    st.stop()
+chosen = choose_checkpoints("XCiT checkpoints (pathway similarity and weights)", key="cw_checkpoints",
+                            min_count=1, max_count=4, where=is_xcit,
+                            default=list(table[table.apply(is_xcit, axis=1)]["path"])[:4])
+names = {path: Path(path).stem for path, _, _ in chosen}
+variants = {Path(path).stem: meta["variant"] for path, _, meta in chosen}
+# only the open tab runs (choosing another reruns the page), so a view computes one section, not three
+similarity_tab, weights_tab, codes_tab = st.tabs(TABS, key="cw_tab", on_change="rerun")
+if similarity_tab.open:
+    with similarity_tab:
+        similarity_section(names, variants)
+if weights_tab.open:
+    with weights_tab:
+        st.header("Q/K/V weights")
+        overlap_section(names, variants)
+        statistics_section(names, variants)
+        drift_section(chosen)
+if codes_tab.open:
+    with codes_tab:
+        st.header("F-SNE codes")
+        st.caption("F-SNE computes q, k and v with one shared MLP; a trainable code per block and pathway tells it "
+                   "which one to produce.")
+        if table.apply(is_fsne, axis=1).any():
+            fsne_section()
+        else:
+            st.info("No F-SNE checkpoint found (a variant whose name ends in `fsne`), so there are no codes to show.")

@@ -21,6 +21,9 @@ table, problems = checkpoints_table()
 if table.empty:
     st.info("No checkpoints found. Train some with `python -m vitviz train-zoo`.")
 else:
+    show_figure(figures.accuracy_vs_params(table), "accuracy_params", key="eff_accuracy_params")
+    st.caption("Each accuracy is on the checkpoint's own test set (`dataset`) under its own recipe (see the Zoo's "
+               "`epochs` and `device`): compare points of one dataset and one recipe.")
     cols = st.columns(3)
     batch = cols[0].select_slider("Throughput batch size", [16, 32, 64, 128, 256], value=64, key="eff_batch")
     repeats = cols[1].slider("Timed repeats", 1, 20, 5, key="eff_repeats")

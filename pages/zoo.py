@@ -24,6 +24,7 @@ if problems:
 
 st.subheader("Variant catalog")
 catalog = variant_table()
-family = st.multiselect("Family", sorted(catalog["family"].unique()))
+family = st.pills("Family", sorted(catalog["family"].unique()), selection_mode="multi", key="zoo_family",
+                 help="Show only the chosen families (none chosen: every variant).")
 shown = catalog[catalog["family"].isin(family)] if family else catalog
 show_table(shown, "variants", key="zoo_variants")

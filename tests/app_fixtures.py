@@ -1,7 +1,10 @@
 """Tiny trained checkpoints for the app tests (written once per session into a temp directory)."""
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+
+import numpy as np
 
 import timm
 import torch
@@ -50,3 +53,13 @@ def run_page(page: str) -> AppTest:
         at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def spec_array(value) -> np.ndarray:
+    """An array of a plotly spec (what Streamlit sends to the browser) as floats: a plain list, or plotly's typed
+    array {"dtype", "bdata"[, "shape"]} (base64)."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape).astype(float)
+    return np.asarray(value, dtype=float)

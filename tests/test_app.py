@@ -12,8 +12,8 @@ def test_zoo_lists_checkpoints_and_catalog(app_env):
     assert set(shown["checkpoint"]) == set(APP_VARIANTS)
     assert "vitviz_cvt_32" in set(tables[1].value["variant"])
     assert any("Device:" in c.value for c in at.caption)
-    at.multiselect[0].select("CvT").run()
-    assert set(at.dataframe[1].value["family"]) == {"CvT"}
+    at.button_group(key="zoo_family").set_value(["CvT", "XCiT"]).run()
+    assert set(at.dataframe[1].value["family"]) == {"CvT", "XCiT"}
 
 
 def test_zoo_reports_a_corrupt_checkpoint_without_failing(app_env, tmp_path, monkeypatch):

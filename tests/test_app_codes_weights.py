@@ -1,5 +1,5 @@
-"""AppTests for the Q/K/V codes & weights page: pathway CKA first, weight overlap, statistics, drift, F-SNE codes."""
-import base64
+"""AppTests for the Q/K/V codes & weights page: three tabs of which only the open one runs: pathway CKA (first),
+Q/K/V weights (overlap, statistics, drift) and F-SNE codes."""
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +12,7 @@ from vitviz import checkpoints
 from vitviz.inspect.pathways import DEFAULT_PROBE_IMAGES as DEFAULT_IMAGES
 from vitviz.layers.qkv_embedding import FullySharedQKV
 
-from app_fixtures import run_page
+from app_fixtures import run_page, spec_array
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -28,13 +28,6 @@ def text(spec: dict) -> str:
     return json.dumps(spec, ensure_ascii=False)
 
 
-def numbers(field) -> np.ndarray:
-    """A plotly array field as floats: plain lists, or plotly's typed arrays {"dtype", "bdata"[, "shape"]}."""
-    if isinstance(field, dict):
-        flat = np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"]).astype(float)
-        shape = field.get("shape")
-        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
-    return np.array(field, dtype=float)
 
 
 def trace_names(spec: dict) -> list:
@@ -61,6 +54,17 @@ def compute(at, key="cw_cka_compute"):
     assert not [b for b in at.button if b.key == key], f"{key} still offered after computing"
 
 
+def open_tab(at, label):
+    """Choose a tab of the page (its tabs rerun the page and run only the open one's content)."""
+    at.session_state["cw_tab"] = label
+    at.run()
+    ok(at)
+
+
+def chart_keys(at) -> set:
+    return {c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")}
+
+
 def select(at, key, stem):
     box = at.selectbox(key=key)
     box.select_index(next(i for i, o in enumerate(box.options) if o.startswith(stem))).run()
@@ -85,10 +89,10 @@ def assert_cka_view_complete(at):
     assert (summary["images"] > 0).all() and summary["images from"].str.contains("test images").all()
     depth = chart(at, "cw_cka_depth")
     assert {t["name"] for t in depth["data"]} == stems
-    assert all(np.isfinite(numbers(t["y"])).all() and len(numbers(t["y"])) for t in depth["data"])
+    assert all(np.isfinite(spec_array(t["y"])).all() and len(spec_array(t["y"])) for t in depth["data"])
     grid = chart(at, "cw_cka_grid")
     assert len(grid["data"]) == len(stems)
-    assert all(numbers(t["z"]).shape == (3, 3) and np.isfinite(numbers(t["z"])).all() for t in grid["data"])
+    assert all(spec_array(t["z"]).shape == (3, 3) and np.isfinite(spec_array(t["z"])).all() for t in grid["data"])
     return summary
 
 
@@ -111,6 +115,8 @@ def test_cka_view_leads_with_non_nan_values_for_every_xcit_checkpoint(app_env):
     ok(at)
     assert chart(at, "cw_cka_grid") != before and "block 1" in text(chart(at, "cw_cka_grid"))
 
+    open_tab(at, "Q/K/V weights")
+    assert "cw_cka_grid" not in chart_keys(at)  # only the open tab runs
     overlap = table(at, ["checkpoint", "variant", "kind", "block", "pair", "shared_fraction"])
     assert set(overlap.query("kind == 'fsne'")["shared_fraction"]) == {1.0}
     assert set(overlap.query("kind == 'linear'")["shared_fraction"]) == {0.0}
@@ -132,8 +138,28 @@ def test_cka_view_on_the_shipped_xcit_checkpoints(monkeypatch, tmp_path):
 
 # --------------------------------------------------------------------------- statistics
 
+def test_tabs_run_only_the_open_one(app_env, monkeypatch):
+    """The first view runs the pathway tab alone; another tab shows its own content and not the others'."""
+    import vitviz.ui.analysis_cache as cache
+    called = []
+    for name in ("weight_table", "fsne_code_contributions"):
+        original = getattr(cache, name)
+        monkeypatch.setattr(cache, name, lambda *a, _f=original, _n=name, **k: called.append(_n) or _f(*a, **k))
+    at = run_page("codes_weights")
+    assert [t.label for t in at.tabs] == ["Pathway similarity (CKA)", "Q/K/V weights", "F-SNE codes"]
+    assert at.header[0].value.startswith("How alike are q, k and v") and called == []
+    assert not {"cw_stat_fig", "cw_codes"} & chart_keys(at)
+    open_tab(at, "Q/K/V weights")
+    assert "cw_stat_fig" in chart_keys(at) and "cw_codes" not in chart_keys(at)
+    assert "weight_table" in called and "fsne_code_contributions" not in called
+    assert not [b for b in at.button if b.key == "cw_cka_compute"]
+    open_tab(at, "F-SNE codes")
+    assert "cw_codes" in chart_keys(at) and "cw_stat_fig" not in chart_keys(at)
+
+
 def test_statistic_picker_defines_each_statistic_and_plots_change(app_env):
     at = run_page("codes_weights")
+    open_tab(at, "Q/K/V weights")
     box = at.selectbox(key="cw_stat")
     assert "Roy & Vetterli" in box.help and "‖W‖_F² / ‖W‖_2²" in box.help
     ms = at.multiselect(key="cw_checkpoints")
@@ -190,6 +216,7 @@ def with_child(app_env, tmp_path, monkeypatch):
 
 def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
     at = run_page("codes_weights")
+    open_tab(at, "F-SNE codes")
     box = at.selectbox(key="cw_fsne")
     assert all("fsne" in o for o in box.options) and len(box.options) == 2
     select(at, "cw_fsne", "tiny_xcit_fsne (")
@@ -211,7 +238,8 @@ def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
     assert len(drift) == 2 * 3 and (drift["l2_change"] > 0).all()
     assert any("Code drift" in s.value for s in at.subheader)
 
-    # the weights section offers the function-level drift of the fine-tune next to the weight drift
+    # the weights tab offers the function-level drift of the fine-tune next to the weight drift
+    open_tab(at, "Q/K/V weights")
     child = at.selectbox(key="cw_drift_child")
     assert child.options == ["tiny_xcit_fsne_child"]  # the only chosen checkpoint with a parent
     child.select_index(0).run()
@@ -226,10 +254,12 @@ def test_codes_as_the_network_sees_them_and_drift_from_parent(with_child):
 def test_codes_weights_without_fsne_says_so(app_env, tmp_path, monkeypatch):
     only_checkpoint(app_env, tmp_path / "no_fsne", "tiny_xcit_linear", monkeypatch)
     at = run_page("codes_weights")
-    assert any("No F-SNE checkpoint" in i.value for i in at.info)
     compute(at)
-    assert chart(at, "cw_cka_depth") and chart(at, "cw_stat_fig")  # the pathway and weight sections still render
-    assert any("no drift" in c.value for c in at.caption)
+    assert chart(at, "cw_cka_depth")  # the pathway and weight tabs still render
+    open_tab(at, "Q/K/V weights")
+    assert chart(at, "cw_stat_fig") and any("no drift" in c.value for c in at.caption)
+    open_tab(at, "F-SNE codes")
+    assert any("No F-SNE checkpoint" in i.value for i in at.info)
 
 
 def test_codes_weights_without_xcit_says_so(app_env, tmp_path, monkeypatch):
@@ -239,6 +269,6 @@ def test_codes_weights_without_xcit_says_so(app_env, tmp_path, monkeypatch):
         shutil.copy(f, directory / f.name)
     monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
     at = run_page("codes_weights")
-    assert any("No F-SNE checkpoint" in i.value for i in at.info)
-    assert any("No XCiT checkpoint" in i.value for i in at.info)
-    assert not at.get("plotly_chart")
+    (info,) = at.info
+    assert "No XCiT checkpoint" in info.value and "F-SNE codes" in info.value
+    assert not at.get("plotly_chart") and not at.tabs

@@ -38,8 +38,14 @@ def groups(size: int, offered=lambda stem: True) -> list[tuple[str, ...]]:
 PAGES = {
     "attention": (groups(1), lambda g: {"checkpoint": label(g[0]), "attn_image_source": "Digits"}),
     "cross_covariance": (groups(1, is_xcit), lambda g: {"xcc_checkpoint": label(g[0]), "xcc_image_source": "Digits"}),
+    # one case per tab of the page (only the open tab runs)
     "codes_weights": (groups(4, is_xcit), lambda g: {"cw_checkpoints": [label(s) for s in g],
-                                                     "cw_fsne": label(next(s for s in g if s.endswith("fsne")))}),
+                                                     "cw_tab": "Pathway similarity (CKA)"}),
+    "codes_weights#weights": (groups(4, is_xcit), lambda g: {"cw_checkpoints": [label(s) for s in g],
+                                                             "cw_tab": "Q/K/V weights"}),
+    "codes_weights#codes": (groups(4, is_xcit), lambda g: {"cw_checkpoints": [label(s) for s in g],
+                                                           "cw_tab": "F-SNE codes",
+                                                           "cw_fsne": label(next(s for s in g if s.endswith("fsne")))}),
     "per_class": (groups(2), lambda g: {"pc_a": label(g[0]), "pc_b": label(g[-1])}),
     "compare": (groups(4), lambda g: {"cmp_checkpoints": [label(s) for s in g], "cmp_image_source": "Digits"}),
     "attributions": (groups(4), lambda g: {"attr_checkpoints": [label(s) for s in g], "attr_image_source": "Digits",
@@ -65,8 +71,12 @@ def test_page_renders_for_shipped_checkpoints(shipped_env, page, group):
     at = AppTest.from_file(str(APP), default_timeout=PAGE_TIMEOUT)
     for key, value in state.items():
         at.session_state[key] = value
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"pages/{page.split('#')[0]}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     shown = {w.key: w.value for w in list(at.selectbox) + list(at.multiselect) if w.key in state}
     assert shown == {k: v for k, v in state.items() if k in PICKERS}  # nothing else was substituted
+    if "cw_tab" in state:  # the tab asked for is the one that ran
+        expected = {"Pathway similarity (CKA)": "How alike are q, k and v", "Q/K/V weights": "Q/K/V weights",
+                    "F-SNE codes": "F-SNE codes"}[state["cw_tab"]]
+        assert [h.value for h in at.header][0].startswith(expected)

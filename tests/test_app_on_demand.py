@@ -75,7 +75,7 @@ def test_codes_weights_pathway_cka_on_demand_then_from_disk(fresh_env, monkeypat
     spinners = spinner_texts(monkeypatch)
     at = run_page("codes_weights")
     assert calls == []                                                   # the first view computes no CKA
-    assert "cw_cka_depth" not in chart_keys(at) and "cw_stat_fig" in chart_keys(at)  # the cheap sections show
+    assert "cw_cka_depth" not in chart_keys(at)
     (button,) = buttons(at, "cw_cka_compute")
     assert button.label == "Compute the pathway CKA (2 checkpoints, 64 images each)"
     assert any(c.value.startswith("Not computed yet for tiny_xcit_fsne, tiny_xcit_linear") for c in at.caption)

@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
@@ -9,7 +10,7 @@ from vitviz import checkpoints
 from vitviz.data import DATASETS, load_dataset
 from vitviz.train import evaluate
 
-from app_fixtures import APP, TIMEOUT, run_page
+from app_fixtures import APP, TIMEOUT, run_page, spec_array
 
 
 def charts(at, key_part: str = "") -> dict:
@@ -192,6 +193,16 @@ def test_attributions_one_figure_per_checkpoint_and_methods(app_env):
 def test_efficiency_cost_table_and_scaling(app_env):
     at = run_page("efficiency")
     assert not at.dataframe
+    # accuracy against parameters: one point per checkpoint, at the parameter count of its model and its stored
+    # test accuracy
+    (spec,) = charts(at, "eff_accuracy_params").values()
+    points = {name: (x, y) for trace in spec["data"]
+              for name, x, y in zip(trace["text"], spec_array(trace["x"]), spec_array(trace["y"]))}
+    assert sorted(points) == sorted(p.stem for p in app_env.glob("*.json"))
+    for name, (params, accuracy) in points.items():
+        model, meta = checkpoints.load(app_env / name)
+        assert params == sum(p.numel() for p in model.parameters())
+        assert accuracy == pytest.approx(100 * meta["metrics"]["test_accuracy"], abs=1e-9)
     at.slider(key="eff_repeats").set_value(1).run()
     at.select_slider(key="eff_batch").set_value(16).run()
     at.button(key="eff_measure").click().run()

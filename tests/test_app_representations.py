@@ -1,18 +1,11 @@
 """AppTest for the Representations page (layer x layer CKA between two checkpoints) on the tiny checkpoints."""
-import base64
 import json
 
 import numpy as np
 
-from app_fixtures import run_page
+from app_fixtures import run_page, spec_array
 
 
-def array(value) -> np.ndarray:
-    """A plotly spec array: a plain list or plotly's typed-array form {dtype, bdata, shape}."""
-    if isinstance(value, dict) and "bdata" in value:
-        shape = [int(s) for s in str(value["shape"]).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
-    return np.asarray(value, dtype=float)
 
 
 def charts(at) -> dict:
@@ -37,7 +30,7 @@ def test_representations_preset_and_custom_pair(app_env):
     assert len(heat) == 1
     trace = heat[0]["data"][0]
     assert trace["type"] == "heatmap"
-    z = array(trace["z"])
+    z = spec_array(trace["z"])
     # tiny XCiT: 2 blocks + 2 class-attention blocks on both sides
     assert z.shape == (4, 4) and ((z >= 0) & (z <= 1 + 1e-9)).all()
     assert any("tiny_xcit_linear vs tiny_xcit_fsne (F-SNE)" in m.value for m in at.markdown)
@@ -55,7 +48,7 @@ def test_representations_preset_and_custom_pair(app_env):
     assert not at.exception, [e.value for e in at.exception]
     compute(at)
     heat = [s for i, s in charts(at).items() if "rep_heat_0" in i][0]["data"][0]
-    z = array(heat["z"])
+    z = spec_array(heat["z"])
     assert z.shape == (2, 2)
     assert np.allclose(np.diag(z), 1.0, atol=1e-6)  # a network with itself
     assert any("32 images per comparison" in c.value for c in at.caption)

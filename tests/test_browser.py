@@ -296,3 +296,58 @@ def test_per_class_figure_downloads_as_svg_pdf_and_an_offline_report(page, serve
     report = Path(info.value.path()).read_text()
     assert "<script src=" not in report and report.count("Plotly.newPlot") >= 4
     assert "vitviz_xcit_n12_p4_32_linear" in report and "pc_level" in report
+
+
+def test_qkv_page_tabs_run_in_the_browser(page, server):
+    """Q/K/V codes & weights: the pathway tab opens first (its CKA on request); the weights tab, clicked, draws the
+    Frobenius norm of each block's q weights, checked against the checkpoint's own qkv matrix; the F-SNE tab draws
+    the codes as the network sees them."""
+    open_page(page, server, "Q/K/V codes & weights")
+    wait_idle(page)
+    page.get_by_role("button", name="Compute the pathway CKA", exact=False).wait_for()
+    assert page.get_by_role("heading", name="Weight statistics").count() == 0  # only the open tab ran
+    page.get_by_role("tab", name="Q/K/V weights").click()
+    wait_idle(page)
+    page.get_by_role("heading", name="Weight statistics").wait_for()
+    page.screenshot(path=str(SHOTS / "qkv_weights_tab.png"), full_page=True)
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(el => el.layout "
+                           "&& String((el.layout.title || {}).text || '').includes('fro_norm of'))")
+    figure = next(f for f in plotted(page) if "fro_norm of" in str(f["title"]))  # (the theme adds <b>)
+    line = next(t for t in figure["traces"] if t["name"] == "tiny_xcit_linear · q")
+    from vitviz import checkpoints
+    model, _ = checkpoints.load(SERVED["checkpoints"] / "tiny_xcit_linear")
+    expected = []
+    for block in model.blocks:
+        weight = block.attn.qkv.weight.detach()
+        expected.append(float(weight[:weight.shape[1]].double().norm()))  # q: the first dim rows of qkv
+    np.testing.assert_allclose(line["y"], expected, rtol=1e-6)
+    assert page.get_by_role("button", name="Compute the pathway CKA", exact=False).count() == 0
+    page.get_by_role("tab", name="F-SNE codes").click()
+    wait_idle(page)
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(el => el.layout "
+                           "&& String((el.layout.title || {}).text || '').includes('W_c c_t'))")
+    assert page.get_by_role("heading", name="Weight statistics").count() == 0
+    page.screenshot(path=str(SHOTS / "qkv_codes_tab.png"), full_page=True)
+
+
+def test_plotly_is_preloaded_once_while_the_zoo_is_idle(page, server):
+    """The sidebar's preload (vitviz/ui/preload.py) imports Streamlit's own plotly chunk after the Zoo is drawn;
+    the first figure page then reuses it: the chunk is requested exactly once in the tab."""
+    from vitviz.ui.preload import plotly_chunk
+    context = page.context.browser.new_context(viewport={"width": 1500, "height": 1100})  # a fresh tab and cache
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        requested = []
+        pg.on("request", lambda r: requested.append(r.url) if "PlotlyChart" in r.url else None)
+        pg.goto(server)
+        pg.get_by_role("heading", name="Model zoo").wait_for()
+        assert pg.locator(".js-plotly-plot").count() == 0  # the Zoo draws no figure itself
+        pg.wait_for_function("() => String(window.__vitvizPlotlyPreload || '').startsWith('http')")
+        preloaded = pg.evaluate("window.__vitvizPlotlyPreload")
+        assert preloaded.endswith("/static/js/" + plotly_chunk()) and requested == [preloaded]
+        pg.locator('[data-testid="stSidebarNav"]').get_by_text("Attention", exact=True).click()
+        pg.locator(".js-plotly-plot .main-svg").first.wait_for()
+        assert requested == [preloaded]  # Streamlit's own import found the module already loaded
+    finally:
+        context.close()

@@ -382,3 +382,19 @@ def test_efficiency_curves_log_axes_and_groups():
     assert_serialises(fig)
     with pytest.raises(ValueError, match="missing column"):
         F.efficiency_curves(df, y="mb")
+
+
+def test_accuracy_vs_params_one_point_per_checkpoint_and_datasets_kept_apart():
+    df = pd.DataFrame({"checkpoint": ["a", "b", "c", "d"], "family": ["ViT", "ViT", "XCiT", "XCiT"],
+                       "dataset": ["cifar10", "cifar10", "cifar10", "stl10"], "params": [5e5, 6e5, 3e6, 3e6],
+                       "test_accuracy": [0.41, np.nan, 0.52, 0.6]})
+    fig = F.accuracy_vs_params(df)
+    points = {t: (x, y, trace.name, trace.marker.symbol) for trace in fig.data
+              for t, x, y in zip(trace.text, trace.x, trace.y)}
+    assert sorted(points) == ["a", "c", "d"]                       # no accuracy, no point
+    assert points["a"][:2] == (5e5, 41.0) and points["c"][:2] == (3e6, 52.0)
+    assert points["c"][2] == "XCiT · cifar10" and points["d"][2] == "XCiT · stl10"
+    assert points["c"][3] != points["d"][3]                         # one symbol per dataset
+    assert fig.layout.xaxis.type == "log"
+    with pytest.raises(ValueError, match="params"):
+        F.accuracy_vs_params(df.drop(columns=["params"]))

@@ -11,7 +11,6 @@ that switches layers in the browser.
 """
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -24,20 +23,13 @@ import torch.nn.functional as F
 from vitviz import checkpoints
 from vitviz.data import load_dataset
 
-from app_fixtures import run_page
+from app_fixtures import run_page, spec_array
 
 ATOL = 1e-5
 
 
 # --------------------------------------------------------------------------- reading the page
 
-def decode(value) -> np.ndarray:
-    """A plotly array from the spec: a list, or {"dtype", "bdata", "shape"} (base64 typed array)."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = [int(s) for s in str(value.get("shape", len(flat))).split(",")]
-        return flat.reshape(shape).astype(float)
-    return np.asarray(value, dtype=float)
 
 
 def figures_on(at) -> list[dict]:
@@ -216,11 +208,11 @@ def test_attention_page_plots_each_layer_head_and_query_of_the_model(app_env):
         attn = reference[int(layer)]
         row = attn[:, 0 if query == "class token" else centre]
         expected = on_grid(row.mean(0) if head == "mean" else row[int(head.split()[1])], side)
-        np.testing.assert_allclose(decode(trace["z"]), expected, atol=ATOL, err_msg=f"{query} {layer} {head}")
+        np.testing.assert_allclose(spec_array(trace["z"]), expected, atol=ATOL, err_msg=f"{query} {layer} {head}")
         # the heat is placed over the image one cell per patch: 4 px cells centred on the patches
         assert (trace["x0"], trace["dx"], trace["y0"], trace["dy"]) == (1.5, 4.0, 1.5, 4.0)
     image = next(t for t in fig["data"] if t["type"] == "image")
-    np.testing.assert_array_equal(decode(image["z"]), digit(0))
+    np.testing.assert_array_equal(spec_array(image["z"]), digit(0))
 
 
 def test_attention_layer_slider_switches_to_that_layers_values(app_env):
@@ -242,7 +234,7 @@ def test_attention_layer_slider_switches_to_that_layers_values(app_env):
                 continue
             m = re.fullmatch(r"class token · layer (\d+) · (head \d+|mean)", trace["name"])
             if m and m.group(2) == "mean":
-                heats[int(m.group(1))] = decode(trace["z"])
+                heats[int(m.group(1))] = spec_array(trace["z"])
         assert list(heats) == [layer], f"step {layer} shows class-token maps of layers {list(heats)}"
         np.testing.assert_allclose(heats[layer], on_grid(reference[layer][:, 0].mean(0), 8), atol=ATOL)
         shown[layer] = heats[layer]
@@ -256,7 +248,7 @@ def test_attention_grid_overview_plots_the_class_token_rows(app_env):
     _, traces = traces_named(at, r"layer (\d+) · h(\d+)")
     assert len(traces) == len(reference) * reference[0].shape[0]
     for (layer, head), trace in traces.items():
-        np.testing.assert_allclose(decode(trace["z"]), on_grid(reference[int(layer)][int(head), 0], 8), atol=ATOL)
+        np.testing.assert_allclose(spec_array(trace["z"]), on_grid(reference[int(layer)][int(head), 0], 8), atol=ATOL)
 
 
 def test_attention_page_class_attention_is_the_class_tokens_softmax(app_env):
@@ -269,7 +261,7 @@ def test_attention_page_class_attention_is_the_class_tokens_softmax(app_env):
         row = reference[int(block)]
         # class-token column dropped, every patch kept (the last one included)
         expected = on_grid(row.mean(0) if head == "mean" else row[int(head.split()[1])], 8)
-        np.testing.assert_allclose(decode(trace["z"]), expected, atol=ATOL, err_msg=f"block {block} {head}")
+        np.testing.assert_allclose(spec_array(trace["z"]), expected, atol=ATOL, err_msg=f"block {block} {head}")
     for block in range(len(reference)):
         names = [fig["data"][i]["name"] for i in visible_after_step(fig, block) if fig["data"][i]["type"] == "heatmap"]
         assert names and all(f"block {block} ·" in n for n in names)
@@ -286,7 +278,7 @@ def test_cross_covariance_page_plots_the_xca_softmax(app_env):
     fig, traces = traces_named(at, r"layer (\d+) · head (\d+)")
     assert len(traces) == len(reference) * reference[0].shape[0]
     for (layer, head), trace in traces.items():
-        np.testing.assert_allclose(decode(trace["z"]), reference[int(layer)][int(head)].numpy(), atol=ATOL,
+        np.testing.assert_allclose(spec_array(trace["z"]), reference[int(layer)][int(head)].numpy(), atol=ATOL,
                                    err_msg=f"layer {layer} head {head}")
     for layer in range(len(reference)):
         names = [fig["data"][i]["name"] for i in visible_after_step(fig, layer) if fig["data"][i]["type"] == "heatmap"]
@@ -296,7 +288,7 @@ def test_cross_covariance_page_plots_the_xca_softmax(app_env):
     import plotly.graph_objects as go
     from vitviz.figures import mosaic_tiles
     overview = figure_keyed(at, "xcc_overview")
-    trace = dict(overview["data"][0], z=decode(overview["data"][0]["z"]))
+    trace = dict(overview["data"][0], z=spec_array(overview["data"][0]["z"]))
     tiles = mosaic_tiles(go.Figure(data=[trace]))
     assert tiles.shape[:2] == (len(reference), reference[0].shape[0])
     for layer in range(len(reference)):
@@ -327,5 +319,5 @@ def test_compare_page_plots_each_checkpoints_own_map(app_env, view):
         if stem not in expected:
             continue
         heat = next(t for t in fig["data"] if t["type"] == "heatmap")
-        np.testing.assert_allclose(decode(heat["z"]), shown_like_overlay(expected[stem], 32), atol=1e-4,
+        np.testing.assert_allclose(spec_array(heat["z"]), shown_like_overlay(expected[stem], 32), atol=1e-4,
                                    err_msg=f"{stem}: {view}")

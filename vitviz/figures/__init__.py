@@ -20,7 +20,7 @@ from .matrices import (code_similarity_grid, codes_heatmap, confusion_heatmap, m
                        mosaic_tiles, similarity_heatmap)
 from .pathways import cka_by_depth, cka_grid
 from .representations import layer_cka_heatmap
-from .stats import (PER_CLASS_COLUMNS, difference_bars, histogram_overlay, per_class_bars,
+from .stats import (PER_CLASS_COLUMNS, accuracy_vs_params, difference_bars, histogram_overlay, per_class_bars,
                     projection_scatter, spectrum_plot, stat_by_block)
 
 __all__ = [
@@ -30,6 +30,6 @@ __all__ = [
     "matrix_grid", "matrix_mosaic", "mosaic_tiles", "similarity_heatmap", "code_similarity_grid", "codes_heatmap",
     "confusion_heatmap",
     "spectrum_plot", "stat_by_block", "histogram_overlay", "per_class_bars",
-    "difference_bars", "projection_scatter", "PER_CLASS_COLUMNS",
+    "difference_bars", "projection_scatter", "accuracy_vs_params", "PER_CLASS_COLUMNS",
     "efficiency_curves", "cka_by_depth", "cka_grid", "layer_cka_heatmap",
 ]

@@ -11,7 +11,7 @@ from ._common import (as_float, as_numpy, check_mapping, class_colors, finish, l
                       names_list, require_columns)
 
 __all__ = ["spectrum_plot", "stat_by_block", "histogram_overlay", "per_class_bars",
-           "difference_bars", "projection_scatter", "PER_CLASS_COLUMNS"]
+           "difference_bars", "projection_scatter", "accuracy_vs_params", "PER_CLASS_COLUMNS"]
 
 PER_CLASS_COLUMNS = ("class", "accuracy_a", "accuracy_b", "ci_a_low", "ci_a_high", "ci_b_low",
                      "ci_b_high", "difference", "diff_ci_low", "diff_ci_high", "holm_p",
@@ -223,3 +223,30 @@ def projection_scatter(points, labels, classes, title: str | None = None, *,
     fig.update_yaxes(title_text="component 2", zeroline=False)
     return finish(fig, title if title is not None else "feature projection", height,
                   legend_title_text="class", legend_itemsizing="constant")
+
+
+def accuracy_vs_params(df, *, title: str | None = None, height: int = 420) -> go.Figure:
+    """Test accuracy against parameter count (log axis), one marker per checkpoint, one trace (colour) per
+    family and one marker symbol per dataset: accuracies on different test sets are not comparable, so
+    the dataset is part of every point's legend entry and hover.
+
+    df: a checkpoint table with columns checkpoint, family, dataset, params, test_accuracy (rows without an
+    accuracy or a parameter count are left out). Points carry their exact values; the text is the name.
+    """
+    require_columns(df, ["checkpoint", "family", "dataset", "params", "test_accuracy"])
+    rows = df[np.isfinite(df["test_accuracy"].astype(float)) & (df["params"].astype(float) > 0)]
+    datasets = list(dict.fromkeys(rows["dataset"].astype(str)))
+    symbols = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
+    fig = go.Figure()
+    for (family, dataset), part in rows.groupby(["family", "dataset"], sort=True):
+        fig.add_trace(go.Scatter(
+            x=part["params"].astype(float), y=100 * part["test_accuracy"].astype(float), mode="markers+text",
+            text=part["checkpoint"].astype(str), textposition="top center", textfont=dict(size=10),
+            marker=dict(size=10, symbol=symbols[datasets.index(str(dataset)) % len(symbols)]),
+            name=f"{family} · {dataset}" if len(datasets) > 1 else str(family),
+            hovertemplate="%{text}<br>" + f"{family} · {dataset}" +
+                          "<br>%{x:,.0f} parameters<br>test accuracy %{y:.1f}%<extra></extra>"))
+    fig.update_xaxes(title_text="parameters", type="log")
+    fig.update_yaxes(title_text="test accuracy (%)")
+    return finish(fig, title if title is not None else "test accuracy vs parameters", height,
+                  legend_title_text="family" + (" · dataset" if len(datasets) > 1 else ""))

@@ -24,10 +24,12 @@ PAGE_LIST = [  # (file, title, icon)
 def run_app() -> None:
     """Page config, navigation over pages/, the sidebar, and the chosen page."""
     st.set_page_config(page_title="vitviz", layout="wide")
+    from .preload import preload_plotly
     from .state import device_label
     page = st.navigation([st.Page(PAGES / f, title=t, icon=i, default=(f == "zoo.py"))
                           for f, t, i in PAGE_LIST if (PAGES / f).exists()])
     st.sidebar.caption(f"Device: {device_label()}")
+    preload_plotly(st.sidebar)  # plotly.js evaluated while the browser is idle, not on the first figure's page
     page.run()
 
 
