@@ -1,4 +1,4 @@
-"""Command line: python -m vitviz app | variants | checkpoints | download | train | finetune | eval | train-zoo | jobs.
+"""Command line of vitviz: python -m vitviz COMMAND (or `vitviz COMMAND` after `pip install -e .`).
 
 `train` and `finetune` also run data-parallel under torchrun (`torchrun --nproc_per_node N -m vitviz
 train ...`, see vitviz.train.distributed): `--batch-size` is then the global batch, and only rank 0
