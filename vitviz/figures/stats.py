@@ -231,7 +231,7 @@ def accuracy_vs_params(df, *, title: str | None = None, height: int = 420) -> go
     the dataset is part of every point's legend entry and hover.
 
     df: a checkpoint table with columns checkpoint, family, dataset, params, test_accuracy (rows without an
-    accuracy or a parameter count are left out). Points carry their exact values; the text is the name.
+    accuracy or a parameter count are left out). Points carry their exact values; the hover names the checkpoint.
     """
     require_columns(df, ["checkpoint", "family", "dataset", "params", "test_accuracy"])
     rows = df[np.isfinite(df["test_accuracy"].astype(float)) & (df["params"].astype(float) > 0)]
@@ -240,8 +240,8 @@ def accuracy_vs_params(df, *, title: str | None = None, height: int = 420) -> go
     fig = go.Figure()
     for (family, dataset), part in rows.groupby(["family", "dataset"], sort=True):
         fig.add_trace(go.Scatter(
-            x=part["params"].astype(float), y=100 * part["test_accuracy"].astype(float), mode="markers+text",
-            text=part["checkpoint"].astype(str), textposition="top center", textfont=dict(size=10),
+            x=part["params"].astype(float), y=100 * part["test_accuracy"].astype(float), mode="markers",
+            text=part["checkpoint"].astype(str),  # in the hover: printed names overlap in a crowded family
             marker=dict(size=10, symbol=symbols[datasets.index(str(dataset)) % len(symbols)]),
             name=f"{family} · {dataset}" if len(datasets) > 1 else str(family),
             hovertemplate="%{text}<br>" + f"{family} · {dataset}" +
