@@ -69,6 +69,16 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path without suffix (default: <checkpoint dir>/runs/<name>_<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--note", default=None, help="free text stored in the checkpoint's metadata (e.g. the budget)")
+    p.add_argument("--eval-every", type=int, default=d.eval_every,
+                   help="epochs between test-set evaluations (the learning curve); 0: only at the end")
+    p.add_argument("--no-cpu-amp", action="store_true",
+                   help="train in float32 on the CPU (default: bf16 autocast where the CPU runs bf16 natively)")
+    p.add_argument("--resume", default=None, metavar="STATE",
+                   help="continue the run whose resume state this is (same command; a larger --epochs trains longer)")
+    p.add_argument("--state", default=None,
+                   help="where to keep this run's resume state (default: the --resume file, else "
+                        "<checkpoint dir>/runs/resume/<out name>.resume.safetensors)")
+    p.add_argument("--state-every", type=float, default=5.0, help="minutes between resume-state writes")
 
 
 def _config(args, **extra):
@@ -76,7 +86,22 @@ def _config(args, **extra):
     return TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                        label_smoothing=args.label_smoothing, seed=args.seed, amp=not args.no_amp,
+                       cpu_amp=not args.no_cpu_amp, eval_every=args.eval_every,
                        compile=args.compile, extra={"note": args.note} if args.note else {}, **extra)
+
+
+def _out_path(out: str | None, default_name: str) -> Path:
+    from .locations import default_runs_dir
+    return Path(out) if out else default_runs_dir() / f"{default_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _resume_args(args, out: Path, launch) -> dict:
+    """The engine's resume options from --resume / --state / --state-every (rank 0 writes the state)."""
+    from .train.resume import default_state_path
+    state = args.state or args.resume or default_state_path(out)
+    if launch.is_main and not args.quiet:
+        print(f"resume state: {state} (every {args.state_every:g} min)", file=sys.stderr, flush=True)
+    return {"resume": args.resume, "state_path": state, "state_every": args.state_every * 60}
 
 
 class _Progress:
@@ -114,12 +139,10 @@ def _summary(path: Path, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def _save(run, out: str | None, default_name: str, fp16: bool) -> Path:
+def _save(run, path: Path, fp16: bool) -> Path:
     import torch
 
-    from .locations import default_runs_dir
     from .train.finetune import save_run
-    path = Path(out) if out else default_runs_dir() / f"{default_name}_{time.strftime('%Y%m%d-%H%M%S')}"
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_run(run, path, dtype=torch.float16 if fp16 else None)
 
@@ -128,13 +151,14 @@ def cmd_train(args, argv) -> int:
     from .train import distributed
     from .train.finetune import train_from_scratch
     kwargs = json.loads(args.variant_kwargs) if args.variant_kwargs else {}
+    out = _out_path(args.out, f"{args.variant.removeprefix('vitviz_')}_{args.dataset}")
     with distributed.session(args.device) as launch:  # one process unless started by torchrun
         run = train_from_scratch(args.variant, args.dataset, _config(args), variant_kwargs=kwargs,
                                  data_root=args.data_dir, device=launch.device,
                                  callbacks=[_Progress(args.quiet or not launch.is_main)],
-                                 command=_command_line(argv, launch))
+                                 command=_command_line(argv, launch), **_resume_args(args, out, launch))
         if launch.is_main:  # only rank 0 writes
-            path = _save(run, args.out, f"{args.variant.removeprefix('vitviz_')}_{args.dataset}", args.fp16)
+            path = _save(run, out, args.fp16)
             print(_summary(path, run.meta))
     return 0
 
@@ -142,12 +166,14 @@ def cmd_train(args, argv) -> int:
 def cmd_finetune(args, argv) -> int:
     from .train import distributed
     from .train.finetune import finetune
+    out = _out_path(args.out, f"{Path(args.checkpoint).stem}_ft_{args.dataset}")
     with distributed.session(args.device) as launch:  # one process unless started by torchrun
         run = finetune(args.checkpoint, args.dataset, _config(args, trainable=args.trainable),
                        data_root=args.data_dir, device=launch.device,
-                       callbacks=[_Progress(args.quiet or not launch.is_main)], command=_command_line(argv, launch))
+                       callbacks=[_Progress(args.quiet or not launch.is_main)], command=_command_line(argv, launch),
+                       **_resume_args(args, out, launch))
         if launch.is_main:  # only rank 0 writes
-            path = _save(run, args.out, f"{Path(args.checkpoint).stem}_ft_{args.dataset}", args.fp16)
+            path = _save(run, out, args.fp16)
             print(_summary(path, run.meta))
     return 0
 
@@ -221,9 +247,10 @@ def cmd_train_zoo(args, argv) -> int:
         raise ValueError(f"unknown zoo entries {unknown}; known: {', '.join(ZOO)}")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from .train.resume import default_state_path
     recipe = ["--dataset", args.dataset, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
               "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--seed", str(args.seed),
-              "--fp16", "--quiet"]
+              "--eval-every", str(args.eval_every), "--state-every", str(args.state_every), "--fp16", "--quiet"]
     if args.note:
         recipe += ["--note", args.note]
     if args.data_dir:
@@ -239,8 +266,12 @@ def cmd_train_zoo(args, argv) -> int:
             variant, kwargs = ZOO[name]
             cmd = [sys.executable, "-m", "vitviz", "train", "--variant", variant, "--variant-kwargs",
                    json.dumps(kwargs), "--out", str(out_dir / name), *recipe]
+            state = default_state_path(out_dir / name)
+            if state.exists() and not args.fresh:  # a stopped run continues; a foreign state is refused
+                cmd += ["--resume", str(state)]
             log = open(out_dir / f"{name}.log", "w")
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+            env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
             print(f"started {name}", flush=True)
         for name, (proc, log) in list(running.items()):
             if proc.poll() is not None:
@@ -366,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the models")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (several fit on one GPU)")
+    p.add_argument("--eval-every", type=int, default=1, help="epochs between test evaluations (learning curve)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per run (OMP_NUM_THREADS); 1 per run beside other work on a small CPU")
+    p.add_argument("--state-every", type=float, default=5.0, help="minutes between each run's resume-state writes")
+    p.add_argument("--fresh", action="store_true",
+                   help="start every run anew (default: continue each run from its resume state when there is one)")
     p.add_argument("--only", default=None, help="comma-separated zoo names")
     p = command("export-hub", "write a checkpoint in the Hugging Face Hub layout timm loads "
                               "(config.json, model.safetensors, README.md model card)")

@@ -2,7 +2,8 @@
 
 AdamW with linear warmup + cosine decay, label smoothing, weight decay on weight matrices only
 (norms, biases, XCiT temperatures, F-SNE codes, class tokens and position embeddings are exempt),
-random crop + flip on the device, bf16 autocast on CUDA, deterministic seeding.
+random crop + flip on the device, bf16 autocast on CUDA (and on CPUs with native bf16), deterministic seeding,
+resume states (`resume.py`) that continue a stopped run bit-for-bit.
 
 Progress reaches the caller through callbacks (minGPT style): each is called as
 `callback(event, state)` with event "step", "epoch" or "end" and a dict of numbers. A cancel flag
@@ -29,8 +30,9 @@ from ..data import ImageDataset
 from . import distributed
 from .batches import DeviceImages, Normalize, apply_crop_flip, draw_crop_flip
 from .config import TrainConfig
-from .device import autocast, device_name, resolve_device
-from .evaluate import EvalResult, evaluate
+from .device import autocast, cpu_bf16_supported, device_name, resolve_device
+from .evaluate import EvalResult, evaluate, samples_fingerprint
+from .resume import ResumeError, ResumeState, StateWriter, recipe_identity
 
 NO_DECAY_NAMES = re.compile(r"(temperature|codes|cls_token|pos_embed|reg_token)")
 QKV_PARAM_NAMES = re.compile(r"\.attn\.(qkv|q|k|v|conv_[qkv]|proj_[qkv])\.")
@@ -51,6 +53,8 @@ class TrainResult:
     final_eval: EvalResult | None = None  # None on ranks other than 0 (only rank 0 evaluates)
     world_size: int = 1                   # processes that trained the model together (torchrun)
     data_parallel: dict = field(default_factory=dict)  # with world_size > 1: backend, per-rank batch, ...
+    precision: str = "float32"  # "bf16 autocast" where the forward pass ran in bf16
+    resumes: list = field(default_factory=list)  # [{"step", "state"}] for a run continued from resume states
 
 
 def is_cancelled(cancel) -> bool:
@@ -113,6 +117,21 @@ def lr_at(step: int, total: int, warmup: int, peak: float, floor: float) -> floa
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _precision(device, config: TrainConfig) -> str:
+    bf16 = config.amp and (device.type == "cuda" or (device.type == "cpu" and config.cpu_amp and cpu_bf16_supported()))
+    return "bf16 autocast" if bf16 else "float32"
+
+
+def _load_model_state(model: torch.nn.Module, resume: ResumeState) -> None:
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(resume.model)), sorted(set(resume.model) - set(own))
+    wrong = [k for k in own if k in resume.model and own[k].shape != resume.model[k].shape]
+    if missing or extra or wrong:
+        raise ResumeError(f"{resume.path}: its weights do not fit this model (missing {missing[:3]}, unexpected "
+                          f"{extra[:3]}, other shapes {wrong[:3]}); nothing was written")
+    model.load_state_dict(resume.model)
+
+
 def _compiled_or_eager(model, config: TrainConfig):
     if not config.compile or not hasattr(torch, "compile"):
         return model
@@ -123,9 +142,24 @@ def _compiled_or_eager(model, config: TrainConfig):
         return model
 
 
+def run_identity(identity: dict | None, data: DeviceImages, config: TrainConfig) -> dict:
+    """What a resume state must match: the caller's (variant, dataset, parent), the classes, the training
+    images (a fingerprint of the uint8 pixels and labels) and the recipe (all but its length)."""
+    return {**(identity or {}), "classes": list(data.classes),
+            "train_images_sha256": samples_fingerprint(data.images, data.labels),
+            "recipe": recipe_identity(config.as_dict())}
+
+
 def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, *, mean, std, img_size: int,
-          test_set: ImageDataset | None = None, device=None, callbacks=(), cancel=None) -> TrainResult:
-    """Train `model` in place on `train_set`; returns timing, history and (with test_set) a final evaluation."""
+          test_set: ImageDataset | None = None, device=None, callbacks=(), cancel=None,
+          resume: ResumeState | None = None, state_writer: StateWriter | None = None,
+          identity: dict | None = None) -> TrainResult:
+    """Train `model` in place on `train_set`; returns timing, history and (with test_set) a final evaluation.
+
+    With `state_writer`, a resume state (vitviz.train.resume) is written every `state_writer.every_seconds`
+    and at the end; with `resume`, the run continues from such a state (checked against this run first:
+    `identity` names the variant, dataset and parent, the engine adds the data and the recipe).
+    """
     device = resolve_device(device)
     rank, world_size = distributed.rank(), distributed.world_size()
     torch.manual_seed(config.seed + rank)  # dropout / drop-path differ between ranks; the data order does not:
@@ -146,10 +180,18 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
     steps_per_epoch = max(1, len(data) // batch_size)
     total_steps = config.steps if config.steps is not None else max(1, round(config.epochs * steps_per_epoch))
     warmup = min(round(config.warmup_epochs * steps_per_epoch), total_steps // 4)
+    identity = run_identity(identity, data, config) if (resume or state_writer) else None
+    if resume is not None:
+        resume.check(identity)  # before anything changes: a foreign state is refused, nothing is written
+        if resume.step >= total_steps:
+            raise ResumeError(f"{resume.path}: that run already took {resume.step} of the {total_steps} steps asked "
+                              f"for; give more --epochs (or --steps) to train longer; nothing was written")
+        _load_model_state(model, resume)
     parallel = distributed.DataParallel(model, device)  # the model itself in a single process
     optimizer = torch.optim.AdamW(decay_groups(model, config.weight_decay), lr=config.lr,
                                   **({"fused": True} if device.type == "cuda" else {}))
     step_model = _compiled_or_eager(parallel.module, config)
+    cpu_amp = config.cpu_amp
 
     def emit(event, state):
         for callback in callbacks:
@@ -160,10 +202,29 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
     history, step, start, eval_seconds, final = [], 0, time.perf_counter(), 0.0, None
     loss_sum = torch.zeros((), device=device)
     correct_sum = torch.zeros((), device=device, dtype=torch.long)
-    seen, last_loss = 0, float("nan")
+    seen, last_loss, order, resumes = 0, float("nan"), None, []
+    if resume is not None:  # continue where the state stopped: same step, data order, RNG and moments
+        optimizer.load_state_dict(resume.optimizer)
+        generator.set_state(resume.rng_data)
+        torch.set_rng_state(resume.rng_torch)
+        step, history, order = resume.step, list(resume.history), resume.order
+        loss_sum += resume.sums.get("loss_sum", 0.0)
+        correct_sum += int(resume.sums.get("correct_sum", 0))
+        seen = int(resume.sums.get("seen", 0))
+        start -= resume.train_seconds
+        resumes = [*resume.resumes, {"step": step, "state": str(resume.path)}]
+
+    def save_state(mid_epoch_order):
+        if state_writer is None or rank != 0:
+            return
+        state_writer.write(identity=identity, step=step, history=history, model=model, optimizer=optimizer,
+                           sums={"loss_sum": loss_sum.item(), "correct_sum": int(correct_sum.item()), "seen": seen},
+                           train_seconds=time.perf_counter() - start - eval_seconds, rng_data=generator.get_state(),
+                           order=mid_epoch_order, resumes=resumes)
+
     while step < total_steps:
-        order = data.epoch_order(generator)
-        for batch_start in range(0, steps_per_epoch * batch_size, batch_size):
+        order = data.epoch_order(generator) if order is None else order  # a resumed epoch keeps its order
+        for batch_start in range((step % steps_per_epoch) * batch_size, steps_per_epoch * batch_size, batch_size):
             if step >= total_steps:
                 break
             if is_cancelled(cancel):
@@ -174,7 +235,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
             images = apply_crop_flip(images, {k: v[mine] for k, v in augmentation.items()}, config.crop_padding)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, warmup, config.lr, config.min_lr)
-            with autocast(device, config.amp):
+            with autocast(device, config.amp, cpu=cpu_amp):
                 logits = step_model(normalize(images))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -193,6 +254,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
                     distributed.all_reduce_sum(loss.detach().clone()).item() / world_size)
             emit("step", {"step": step, "total_steps": total_steps, "loss": last_loss,
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": time.perf_counter() - start})
+            if state_writer is not None and step % steps_per_epoch and state_writer.due():
+                save_state(order)  # inside an epoch: with its permutation
         epoch = step / steps_per_epoch
         train_loss, correct, count = (loss_sum / max(seen, 1)).item(), correct_sum.item(), seen
         if world_size > 1:  # the epoch's figures over every rank's images
@@ -211,6 +274,9 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
             record["test_accuracy"] = final.accuracy
             eval_seconds += time.perf_counter() - eval_start
         history.append(record)
+        order = None
+        if state_writer is not None and (at_end or state_writer.due()):
+            save_state(None)  # at an epoch's end: the next epoch draws its permutation from the saved generator
         emit("epoch", record)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -222,6 +288,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
         "sync_batchnorm": parallel.sync_batchnorm, "ranks_in_sync": in_sync,
         "ranks_checked": "every step" if parallel.check_every_step else "at the end"}
     result = TrainResult(step, step / steps_per_epoch, seconds, device_name(device),
-                         step * batch_size / max(seconds, 1e-9), history, final, world_size, data_parallel)
+                         step * batch_size / max(seconds, 1e-9), history, final, world_size, data_parallel,
+                         precision=_precision(device, config), resumes=resumes)
     emit("end", {"steps": step, "seconds": seconds, "test_accuracy": final.accuracy if final else None})
     return result
