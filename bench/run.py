@@ -1,8 +1,10 @@
-"""Benchmarks (not tests): python bench/run.py [--quick] [--only train,attention,capture,epoch] [--out bench/results]
+"""Benchmarks (not tests): python bench/run.py [--quick] [--only train,cputrain,attention,capture,epoch]
 
 Writes <out>/<device>-<date>.json and appends a markdown section to bench/RESULTS.md with device,
 versions, date and the exact command.
 
+- cputrain:  CPU training img/s of every zoo variant, float32 vs bf16 autocast (the engine's CPU default),
+             eager, plus torch.compile with --compile; `--threads 1` as the background zoo runs use.
 - train:     training throughput (img/s, AdamW step, bf16 autocast on CUDA) and peak memory of each
              variant and of timm's own xcit_nano_12_p16_224 / vit_tiny_patch16_224, same process,
              batch and precision; eager, plus torch.compile with --compile.
@@ -47,7 +49,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def train_throughput(name: str, kwargs: dict, img_size: int, batch: int, steps: int, device, compile_: bool) -> dict:
+def train_throughput(name: str, kwargs: dict, img_size: int, batch: int, steps: int, device, compile_: bool,
+                     cpu_bf16: bool = False) -> dict:
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=1000 if img_size == 224 else 10, **kwargs).to(device)
     model.train()
@@ -66,7 +69,7 @@ def train_throughput(name: str, kwargs: dict, img_size: int, batch: int, steps: 
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step():
-        with autocast(device):
+        with autocast(device, cpu=cpu_bf16):
             loss = F.cross_entropy(step_model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,7 +90,8 @@ def train_throughput(name: str, kwargs: dict, img_size: int, batch: int, steps: 
         return {"error": "out of memory"}
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     return {"images_per_second": batch * steps / seconds, "peak_memory_bytes": peak, "batch": batch,
-            "steps": steps, "compiled": compile_}
+            "steps": steps, "compiled": compile_, "precision": "bf16 autocast" if cpu_bf16 or device.type == "cuda"
+            else "float32"}
 
 
 def bench_train(args, device) -> list[dict]:
@@ -102,6 +106,26 @@ def bench_train(args, device) -> list[dict]:
             b = batch if size == 224 else (args.batch_32 or (2048 if device.type == "cuda" else 64))
             row = {"variant": name, "options": kwargs, "img_size": size,
                    **train_throughput(name, kwargs, size, b, steps, device, compile_)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def bench_cpu_train(args, device) -> list[dict]:
+    """CPU training img/s per zoo variant at one batch: float32 eager (the engine before bf16 autocast), bf16
+    autocast eager (the engine now), and each compiled with --compile; the modes interleaved per variant."""
+    if device.type != "cpu":
+        return [{"skipped": "CPU only"}]
+    rows = []
+    batch, steps = args.batch_32 or 64, args.steps or 8
+    modes = [(False, False), (False, True)] + ([(True, False), (True, True)] if args.compile else [])
+    for zoo_name, (variant, kwargs) in ZOO.items():
+        if args.train_set == "xcit" and variant not in CIFAR_XCIT:
+            continue
+        for compile_, bf16 in modes:
+            row = {"checkpoint": zoo_name, "variant": variant, "options": kwargs, "img_size": 32,
+                   "threads": torch.get_num_threads(),
+                   **train_throughput(variant, kwargs, 32, batch, steps, device, compile_, cpu_bf16=bf16)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -169,6 +193,26 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['variant']}{opts} | {r['img_size']} | {r['batch']} | {r['compiled']} | "
                          f"{r['images_per_second']:,.0f} | {peak} |")
         lines.append("")
+    if result.get("cputrain"):
+        lines += ["### CPU training throughput (img/s), same batch, modes interleaved", "",
+                  "| checkpoint | threads | batch | float32 eager | bf16 autocast eager | speed-up | float32 compiled "
+                  "| bf16 compiled |", "|---|---|---|---|---|---|---|---|"]
+        by = {}
+        for r in result["cputrain"]:
+            if "skipped" not in r:
+                by.setdefault(r["checkpoint"], {})[(r.get("compiled"), r.get("precision"))] = r
+        for name, modes in by.items():
+            def cell(compiled, precision):
+                r = modes.get((compiled, precision))
+                return "" if r is None else (r["error"] if "error" in r else f"{r['images_per_second']:.1f}")
+            first = next(iter(modes.values()))
+            base, fast = modes.get((False, "float32")), modes.get((False, "bf16 autocast"))
+            ratio = (f"{fast['images_per_second'] / base['images_per_second']:.2f}x"
+                     if base and fast and "error" not in base and "error" not in fast else "")
+            lines.append(f"| {name} | {first['threads']} | {first['batch']} | {cell(False, 'float32')} | "
+                         f"{cell(False, 'bf16 autocast')} | {ratio} | {cell(True, 'float32')} | "
+                         f"{cell(True, 'bf16 autocast')} |")
+        lines.append("")
     if result.get("epoch"):
         lines += ["### One fine-tune epoch", "", "| variant | images | compiled | seconds | img/s |",
                   "|---|---|---|---|---|"]
@@ -205,6 +249,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--train-set", default="all", choices=["all", "xcit"],
                         help="train: every zoo variant, or only timm's references and the XCiT variants "
                              "(224 px and CIFAR-native; for a short GPU session)")
@@ -214,6 +259,8 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", default=str(ROOT / "bench" / "RESULTS.md"))
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
@@ -222,8 +269,8 @@ def main(argv=None) -> int:
               "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
                            "cpu_threads": torch.get_num_threads()}}
     for part in args.only.split(","):
-        result[part] = {"train": bench_train, "epoch": bench_epoch, "capture": bench_capture,
-                        "attention": bench_attention}[part](args, device)
+        result[part] = {"train": bench_train, "cputrain": bench_cpu_train, "epoch": bench_epoch,
+                        "capture": bench_capture, "attention": bench_attention}[part](args, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"

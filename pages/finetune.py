@@ -82,6 +82,13 @@ def jobs_panel():
                     store.cancel(job.id)
             elif job.message:
                 (st.error if job.state == "failed" else st.info)(job.message)
+            if job.resumable and st.button("Resume from its last saved step", key=f"resume_{job.id}",
+                                           help="the worker saved its progress every minute; the job continues "
+                                                "from there with the same data order and optimiser state"):
+                try:
+                    store.resume(job.id)
+                except ValueError as exc:
+                    st.error(str(exc))
             if job.history:
                 history = pd.DataFrame(job.history)
                 long = history.melt(id_vars=["epoch"], value_vars=[c for c in ("train_loss", "train_accuracy",

@@ -15,6 +15,9 @@ if table.empty:
 else:
     show_table(table.drop(columns=["path"]), "checkpoints", key="zoo_checkpoints",
                column_config={"test_accuracy": st.column_config.NumberColumn(format="%.3f"),
+                              "learning_curve": st.column_config.LineChartColumn(
+                                  "learning curve", y_min=0.0, y_max=1.0,
+                                  help="test accuracy after each epoch (runs that evaluated every epoch)"),
                               "train_seconds": st.column_config.NumberColumn(format="%.0f")})
 if problems:
     st.subheader(f"Unreadable checkpoint files ({len(problems)})")

@@ -47,3 +47,21 @@ def test_attention_page_every_checkpoint_and_layer_change(app_env, stem):
         assert any("approximation" in i.value for i in [*at.subheader, *at.info])
     if stem.startswith("tiny_xcit"):
         assert any("class attention" in s.value for s in at.subheader)
+
+
+def test_zoo_draws_each_runs_learning_curve(app_env, tmp_path, monkeypatch):
+    import json
+    import shutil
+    directory = tmp_path / "ck"
+    shutil.copytree(app_env, directory)
+    meta_path = directory / "tiny_vit_softmax.json"
+    meta = json.loads(meta_path.read_text())
+    curve = [0.21, 0.35, 0.42]
+    meta["train_config"]["history"] = [{"epoch": i + 1, "step": 10 * (i + 1), "train_loss": 2.0 - i / 10,
+                                        "test_accuracy": a} for i, a in enumerate(curve)]
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    at = run_page("Zoo")
+    shown = at.dataframe[0].value.set_index("checkpoint")["learning_curve"]
+    assert list(shown["tiny_vit_softmax"]) == curve
+    assert shown.drop("tiny_vit_softmax").isna().all()  # runs evaluated only at their end have no curve

@@ -132,3 +132,30 @@ def test_cli_submit_show_list_cancel(parent, tmp_path, capsys):
     assert cli_main(["jobs", "--runs-dir", runs, "list"]) == 0
     assert job_id in capsys.readouterr().out
     assert cli_main(["jobs", "--runs-dir", runs, "cancel", "nope"]) == 2
+
+
+def test_a_job_whose_worker_died_resumes_from_its_state(parent, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VITVIZ_JOB_STATE_EVERY", "0")  # the worker saves its state after every step
+    store = JobStore(tmp_path)
+    job_id = store.submit(JobSpec(checkpoint=str(parent), dataset="digits", epochs=None, steps=400, batch_size=16))
+    job = wait_for(store, job_id, lambda j: j.state == "running" and j.step >= 3 and j.resume_state)
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        store.resume(job_id)  # a running job is not resumed
+    os.kill(job.pid, signal.SIGKILL)
+    job = wait_for(store, job_id, lambda j: j.state != "running", timeout=30)
+    assert job.state == "failed" and job.resumable
+    from vitviz.train.resume import read_state
+    saved_step = read_state(job.resume_state).step
+    assert 3 <= saved_step < 400
+    assert cli_main(["jobs", "--runs-dir", str(tmp_path), "resume", job_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] in ("queued", "running")
+    job = wait_for(store, job_id, lambda j: j.state not in ("queued", "running"), timeout=240)
+    assert job.state == "done", job.message
+    assert job.resume_state is None  # removed once the checkpoint is written
+    log = (tmp_path / f"{job_id}.log").read_text()
+    assert "resuming from" in log
+    _, meta = checkpoints.load(job.checkpoint)
+    assert meta["train_config"]["steps_done"] == 400
+    assert meta["train_config"]["resumed"][0]["step"] == saved_step
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        store.resume(job_id)  # done: nothing to resume

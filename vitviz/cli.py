@@ -313,6 +313,9 @@ def cmd_jobs(args, argv) -> int:
     elif args.jobs_command == "cancel":
         job = store.cancel(args.id)
         print(json.dumps(job.as_dict()) if args.json else f"cancel requested: {_job_line(job)}")
+    elif args.jobs_command == "resume":
+        job = store.resume(args.id)
+        print(json.dumps(job.as_dict()) if args.json else f"resumed: {_job_line(job)}")
     return 0
 
 
@@ -323,7 +326,7 @@ def _jobs_parser(sub) -> None:
                        description="Background fine-tune jobs: one worker process each, one running at a time.",
                        formatter_class=HELP)
     p.add_argument("--runs-dir", default=None, help="job store directory (default: <checkpoint dir>/runs)")
-    jobs = p.add_subparsers(dest="jobs_command", required=True, metavar="{submit,show,list,cancel}")
+    jobs = p.add_subparsers(dest="jobs_command", required=True, metavar="{submit,show,list,cancel,resume}")
     j = jobs.add_parser("submit", help="queue a fine-tune; prints its id", formatter_class=HELP,
                         description="Queue a fine-tune of a checkpoint on a dataset; prints the job's id.")
     j.add_argument("--checkpoint", required=True, help="the checkpoint to fine-tune (.safetensors or .json path)")
@@ -338,7 +341,8 @@ def _jobs_parser(sub) -> None:
     j.add_argument("--device", default=d.device, help="cuda | cpu (default: cuda when available)")
     j.add_argument("--out", default=d.out, help="checkpoint path (default: <runs dir>/<checkpoint>_ft_<dataset>_<id>)")
     j.add_argument("--json", action="store_true", help="print JSON")
-    for name, text in (("show", "state, progress, metrics and checkpoint of a job"), ("cancel", "cancel a job")):
+    for name, text in (("show", "state, progress, metrics and checkpoint of a job"), ("cancel", "cancel a job"),
+                       ("resume", "queue a failed job again, continuing from its last saved step")):
         j = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=HELP)
         j.add_argument("id", help="the job's id (from submit or list)")
         j.add_argument("--json", action="store_true", help="print JSON")

@@ -50,11 +50,18 @@ def checkpoint_row(path: str | os.PathLike) -> dict:
         "classes": len(meta["classes"]),
         "test_accuracy": metrics.get("test_accuracy"),
         "epochs": tc.get("epochs_done"),
+        "learning_curve": learning_curve(tc.get("history") or []),
         "train_seconds": tc.get("seconds"),
         "device": tc.get("device"),
         "parent": Path(meta["parent"]).stem if meta.get("parent") else None,
         "path": meta["path"],
     }
+
+
+def learning_curve(history: list[dict]) -> list[float] | None:
+    """The per-epoch test accuracy of a run's history (None when the run evaluated only at its end)."""
+    points = [h["test_accuracy"] for h in history if h.get("test_accuracy") is not None]
+    return points if len(points) >= 2 else None
 
 
 def _is_timm_model(name: str) -> bool:

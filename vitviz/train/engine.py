@@ -6,7 +6,8 @@ random crop + flip on the device, bf16 autocast on CUDA (and on CPUs with native
 resume states (`resume.py`) that continue a stopped run bit-for-bit.
 
 Progress reaches the caller through callbacks (minGPT style): each is called as
-`callback(event, state)` with event "step", "epoch" or "end" and a dict of numbers. A cancel flag
+`callback(event, state)` with event "step", "epoch" or "end" and a dict of numbers (a step's "loss" is
+refreshed every 10 steps, to spare device syncs; "batch_loss" is that step's loss as a 0-d tensor). A cancel flag
 (anything with `is_set()`, or a callable returning bool) is checked before every step; a cancelled
 run raises `TrainingCancelled` and has written nothing (the engine never writes files).
 
@@ -252,7 +253,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, config: TrainConfig, 
             if step == 1 or step % 10 == 0 or step == total_steps:
                 last_loss = loss.item() if world_size == 1 else (  # a device sync: not every step
                     distributed.all_reduce_sum(loss.detach().clone()).item() / world_size)
-            emit("step", {"step": step, "total_steps": total_steps, "loss": last_loss,
+            emit("step", {"step": step, "total_steps": total_steps, "loss": last_loss, "batch_loss": loss.detach(),
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": time.perf_counter() - start})
             if state_writer is not None and step % steps_per_epoch and state_writer.due():
                 save_state(order)  # inside an epoch: with its permutation

@@ -11,6 +11,9 @@
   partial checkpoint is ever visible.
 - `poll()` (called by every reader) marks a running job whose process is gone (killed, crashed)
   as failed, then starts the next queued job.
+- A worker keeps a resume state (`resume/<id>.resume.safetensors`, every `RESUME_EVERY_SECONDS`), so a
+  job whose worker died can be `resume`d: it is queued again and its next worker continues from the
+  state's step (vitviz.train.resume); a finished job's state is removed.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ ACTIVE = ("queued", "running")
 DB_NAME = "jobs.sqlite"
 WORKER_MODULE = "vitviz.train.worker"
 FINISHING_PROGRESS = 0.99  # the most a job that is not done shows
+RESUME_EVERY_SECONDS = 60.0  # a killed fine-tune loses at most this much work
+RESUME_SUBDIR = "resume"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -102,6 +107,11 @@ class Job:
     pid: int | None
     updated: float | None
     history: list[dict] = field(default_factory=list)
+    resume_state: str | None = None  # the worker's resume state, while there is one (failed jobs resume from it)
+
+    @property
+    def resumable(self) -> bool:
+        return self.state == "failed" and self.resume_state is not None
 
     @property
     def progress(self) -> float:
@@ -119,7 +129,7 @@ class Job:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(progress=self.progress, eta_seconds=self.eta_seconds)
+        d.update(progress=self.progress, eta_seconds=self.eta_seconds, resumable=self.resumable)
         return d
 
 
@@ -232,6 +242,26 @@ class JobStore:
         log.close()
         return proc.pid
 
+    def state_path(self, job_id: str) -> Path:
+        """Where the job's worker keeps its resume state."""
+        return self.runs_dir / RESUME_SUBDIR / f"{job_id}.resume.safetensors"
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a failed job again; its worker continues from the job's resume state."""
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no job {job_id!r}")
+            if row["state"] != "failed" or not self.state_path(job_id).exists():
+                raise ValueError(f"job {job_id} cannot be resumed: only a failed job with a resume state can "
+                                 f"(it is {row['state']}" + ("" if self.state_path(job_id).exists() else
+                                                             ", and has no resume state") + ")")
+            db.execute("UPDATE jobs SET state = 'queued', pid = NULL, finished = NULL, cancel_requested = 0, "
+                       "message = ?, updated = ? WHERE id = ?",
+                       ("queued to resume from its last saved step", time.time(), job_id))
+        self.poll()
+        return self.get(job_id)
+
     def cancel(self, job_id: str) -> Job:
         """Ask a job to stop: a queued job is cancelled at once, a running one before its next step."""
         with self._transaction() as db:
@@ -254,7 +284,8 @@ class JobStore:
                    started=row["started"], finished=row["finished"], step=row["step"],
                    total_steps=row["total_steps"], loss=row["loss"], message=row["message"],
                    checkpoint=row["checkpoint"], cancel_requested=bool(row["cancel_requested"]), pid=row["pid"],
-                   updated=row["updated"], history=history)
+                   updated=row["updated"], history=history,
+                   resume_state=str(state) if (state := self.state_path(row["id"])).exists() else None)
 
     def get(self, job_id: str) -> Job:
         with self._connect() as db:
@@ -287,7 +318,8 @@ class JobStore:
                        (message, time.time(), job_id))
 
     def report_epoch(self, job_id: str, record: dict) -> None:
-        with self._transaction() as db:
+        with self._transaction() as db:  # a resumed job reports its epochs again from the state's step on
+            db.execute("DELETE FROM history WHERE job_id = ? AND step >= ?", (job_id, record["step"]))
             db.execute("INSERT INTO history (job_id, epoch, step, record) VALUES (?, ?, ?, ?)",
                        (job_id, record["epoch"], record["step"], json.dumps(record)))
 

@@ -5,11 +5,12 @@ cancelled, writes the checkpoint atomically when done, and starts the next queue
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
 
-from .jobs import JobStore
+from .jobs import RESUME_EVERY_SECONDS, JobStore
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes
 CANCEL_INTERVAL = 0.25   # seconds between cancel-flag reads
@@ -84,14 +85,22 @@ def run(runs_dir: str, job_id: str) -> int:
                              warmup_epochs=spec["warmup_epochs"], seed=spec["seed"], eval_every=1,
                              extra={"job": job_id, **spec.get("extra", {})})
         command = f"python -m vitviz jobs (job {job_id})"
+        state = store.state_path(job_id)
+        resume = state if state.exists() else None  # a resumed job: continue from its last saved step
+        if resume is not None:
+            log(f"resuming from {state}")
         try:
             run_ = finetune(spec["checkpoint"], spec["dataset"], config, data_root=spec["data_root"],
-                            device=spec["device"], callbacks=[reporter], cancel=reporter.cancel, command=command)
+                            device=spec["device"], callbacks=[reporter], cancel=reporter.cancel, command=command,
+                            resume=resume, state_path=state,
+                            state_every=float(os.environ.get("VITVIZ_JOB_STATE_EVERY", RESUME_EVERY_SECONDS)))
         except TrainingCancelled as exc:
+            state.unlink(missing_ok=True)
             store.finish(job_id, "cancelled", f"{exc}; nothing was written")
             log(f"cancelled: {exc}; nothing was written")
             return 0
         path = save_run(run_, spec["out"])
+        state.unlink(missing_ok=True)  # done: nothing left to resume
         acc = run_.meta["metrics"].get("test_accuracy")
         store.finish(job_id, "done", f"test accuracy {acc:.4f}" if acc is not None else "done", str(path))
         log(f"done: {path}" + (f", test accuracy {acc:.4f}" if acc is not None else ""))
