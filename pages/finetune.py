@@ -9,7 +9,7 @@ from vitviz.overview import finetune_datasets
 from vitviz.train.jobs import JobSpec
 from vitviz.checkpoints import CheckpointError, read_meta
 from vitviz.ui import device_label, pick_checkpoint
-from vitviz.ui.jobs_view import compare_with_parent, job_store
+from vitviz.ui.jobs_view import compare_with_parent, finetune_plan, job_store
 
 ensure_app_navigation()
 st.title("Fine-tune")
@@ -37,22 +37,36 @@ if not picked["available"]:
         except (DownloadError, OSError) as exc:
             st.error(f"Download failed: {exc}")
 
+PRESETS = {"Quick (about a minute on a CPU)": "quick", "Full (every weight, 3 epochs)": "full", "Custom": "custom"}
+preset = PRESETS[st.radio("Preset", list(PRESETS), horizontal=True, key="ft_preset",
+                          help="Quick and Full are sized from this device's measured training speed")]
+plan = finetune_plan(meta, picked, preset) if preset != "custom" and picked["available"] else None
 with st.form("ft_form"):
-    cols = st.columns(4)
-    budget = cols[0].radio("Budget", ["epochs", "steps"], horizontal=True, key="ft_budget")
-    amount = cols[0].number_input("Epochs or steps", min_value=1, value=3, step=1, key="ft_amount")
-    lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1e-1, value=5e-4, format="%.1e",
-                              key="ft_lr", help="between 1e-6 and 1e-1")
-    batch = cols[2].number_input("Batch size", min_value=1, max_value=4096, value=128, step=16, key="ft_batch")
-    trainable = cols[3].radio("Train", ["all", "qkv", "head"], key="ft_trainable",
-                              help="all: every weight; qkv: only the Q/K/V embeddings and the head; "
-                                   "head: only the head")
+    if plan is not None:
+        st.markdown(f"**{plan.note}** · batch {plan.batch_size} · lr {plan.lr:.0e} · "
+                    f"expected **≈ {plan.expected_seconds:.0f} s** on {device_label()}")
+    else:
+        cols = st.columns(4)
+        budget = cols[0].radio("Budget", ["epochs", "steps"], horizontal=True, key="ft_budget")
+        amount = cols[0].number_input("Epochs or steps", min_value=1, value=3, step=1, key="ft_amount")
+        lr = cols[1].number_input("Learning rate", min_value=1e-6, max_value=1e-1, value=5e-4, format="%.1e",
+                                  key="ft_lr", help="between 1e-6 and 1e-1")
+        batch = cols[2].number_input("Batch size", min_value=1, max_value=4096, value=128, step=16,
+                                     key="ft_batch")
+        trainable = cols[3].radio("Train", ["all", "qkv", "head"], key="ft_trainable",
+                                  help="all: every weight; qkv: only the Q/K/V embeddings and the head; "
+                                       "head: only the head")
     submitted = st.form_submit_button(f"Start fine-tune on {device_label()}", disabled=not picked["available"])
-if submitted:
+if submitted and plan is not None:
+    spec = JobSpec(checkpoint=path, dataset=picked["dataset"], data_root=picked["root"], epochs=None,
+                   steps=plan.steps, lr=plan.lr, batch_size=plan.batch_size, trainable=plan.trainable,
+                   extra={"preset": plan.preset, "expected_seconds": round(plan.expected_seconds, 1)})
+elif submitted:
     spec = JobSpec(checkpoint=path, dataset=picked["dataset"], data_root=picked["root"],
                    epochs=float(amount) if budget == "epochs" else None,
                    steps=int(amount) if budget == "steps" else None, lr=float(lr), batch_size=int(batch),
                    trainable=trainable)
+if submitted:
     try:
         st.session_state["ft_last_job"] = store.submit(spec)
         st.toast(f"Job {st.session_state['ft_last_job']} queued")
@@ -82,6 +96,10 @@ def jobs_panel():
                     store.cancel(job.id)
             elif job.message:
                 (st.error if job.state == "failed" else st.info)(job.message)
+            if job.state == "done" and job.finished and job.started:
+                expected = job.spec.get("extra", {}).get("expected_seconds")
+                st.caption(f"took {job.finished - job.created:.0f} s from submission"
+                           + (f" (expected ≈ {expected:.0f} s)" if expected else ""))
             if job.resumable and st.button("Resume from its last saved step", key=f"resume_{job.id}",
                                            help="the worker saved its progress every minute; the job continues "
                                                 "from there with the same data order and optimiser state"):

@@ -68,6 +68,27 @@ def _failure_message(exc: BaseException, spec: dict) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def accuracy_message(meta: dict, parent_path: str) -> str:
+    """The fine-tune's test accuracy, and its change from the parent's when both saw the same test images."""
+    metrics = meta.get("metrics") or {}
+    acc = metrics.get("test_accuracy")
+    if acc is None:
+        return "done"
+    text = f"test accuracy {acc:.4f}"
+    try:
+        from ..checkpoints import read_meta
+        parent = read_meta(parent_path).get("metrics") or {}
+    except Exception:  # noqa: BLE001  (the parent may have moved; the job's own result stands)
+        parent = {}
+    same = metrics.get("test_set_sha256") and parent.get("test_set_sha256") == metrics.get("test_set_sha256")
+    if same and parent.get("test_accuracy") is not None:
+        delta = 100 * (acc - parent["test_accuracy"])
+        text += f" (parent {parent['test_accuracy']:.4f} on the same test images: {delta:+.1f} points)"
+    else:
+        text += " (the parent was not evaluated on these test images)"
+    return text
+
+
 def run(runs_dir: str, job_id: str) -> int:
     store = JobStore(runs_dir)
     job = store.get(job_id)
@@ -102,7 +123,7 @@ def run(runs_dir: str, job_id: str) -> int:
         path = save_run(run_, spec["out"])
         state.unlink(missing_ok=True)  # done: nothing left to resume
         acc = run_.meta["metrics"].get("test_accuracy")
-        store.finish(job_id, "done", f"test accuracy {acc:.4f}" if acc is not None else "done", str(path))
+        store.finish(job_id, "done", accuracy_message(run_.meta, spec["checkpoint"]), str(path))
         log(f"done: {path}" + (f", test accuracy {acc:.4f}" if acc is not None else ""))
         return 0
     except BaseException as exc:  # report every failure, then exit non-zero
