@@ -346,7 +346,7 @@ async def run_load(directory: Path, sessions: int, rounds: int, budget_s: float)
 
 
 def analyses_on_disk(directory: Path) -> int:
-    """How many CKA results the on-demand sections find cached (`vitviz.inspect.result_cache`)."""
+    """How many CKA results the on-demand sections find cached (`vitviz.result_cache`)."""
     return sum(1 for _ in (directory / "runs" / "analyses").rglob("*.analysis"))
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import vitviz  # noqa: E402,F401
-from vitviz.inspect.faithfulness import (  # noqa: E402
+from vitviz.explain.faithfulness import (  # noqa: E402
     Settings, faithfulness_table, load_cached, run_faithfulness, verdict, wide_table)
 from vitviz.metrics import paired_bootstrap_mean_diff_ci  # noqa: E402
 

@@ -147,14 +147,15 @@ def capture_latency(args, paths: list[Path], repeats: int = 20) -> dict:
     import numpy as np
     import torch
 
-    from vitviz import checkpoints
     from vitviz.inspect import capture
+    from vitviz.resolve import resolve
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     want = ["attention", "implied_attention", "projected_attention", "class_attention", "xca", "grids",
             "token_mixing"]
     out = {}
     for path in paths:
-        model, meta = checkpoints.load(path, device=device)
+        checkpoint = resolve(path, device)
+        model, meta = checkpoint.model, checkpoint.meta
         x = torch.randn(1, 3, meta["img_size"], meta["img_size"], device=device)
         capture(model, x, want=want)
         times = []

@@ -24,17 +24,16 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import vitviz  # noqa: E402,F401
-from vitviz import checkpoints  # noqa: E402
-from vitviz.data.images import to_input  # noqa: E402
 from vitviz.inspect import pathway_cka, weight_overlap  # noqa: E402
-from vitviz.inspect.pathways import probe_images  # noqa: E402
+from vitviz.resolve import resolve  # noqa: E402
 
 
 def measure(path: str, count: int, batch_size: int) -> dict:
-    model, meta = checkpoints.load(path, device="cpu")
-    images, source = probe_images(meta, count)
+    checkpoint = resolve(path, "cpu")
+    model, meta = checkpoint.model, checkpoint.meta
+    images, source = checkpoint.probe_images(count)
     start = time.perf_counter()
-    result = pathway_cka(model, to_input(images, meta["mean"], meta["std"]), batch_size=batch_size)
+    result = pathway_cka(model, checkpoint.inputs(images), batch_size=batch_size)
     seconds = time.perf_counter() - start
     table = result.table()
     overlap = weight_overlap(model)

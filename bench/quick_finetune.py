@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from vitviz.checkpoints import read_meta  # noqa: E402
 from vitviz.data import load_dataset  # noqa: E402
-from vitviz.train.device import device_name, resolve_device  # noqa: E402
+from vitviz.device import device_name, resolve_device  # noqa: E402
 from vitviz.train.jobs import JobSpec, JobStore  # noqa: E402
 from vitviz.train.plan import QUICK_BATCH, has_qkv_embeddings, measure_train_speed, plan_finetune, quick_scope  # noqa: E402,E501
 

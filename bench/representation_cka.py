@@ -27,8 +27,8 @@ import torch  # noqa: E402
 import vitviz  # noqa: E402,F401
 from vitviz import checkpoints  # noqa: E402
 from vitviz.data.images import to_input  # noqa: E402
-from vitviz.inspect.pathways import probe_images  # noqa: E402
-from vitviz.inspect.representations import qkv_embedding_pairs, representation_cka  # noqa: E402
+from vitviz.resolve import resolve  # noqa: E402
+from vitviz.compare.representations import qkv_embedding_pairs, representation_cka  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
         return 1
     columns, sources = {}, set()
     for base, other, label in pairs:
-        model_a, meta_a = checkpoints.load(base, device="cpu")
-        model_b, meta_b = checkpoints.load(other, device="cpu")
-        images, source = probe_images(meta_a, args.images)
+        a, b = resolve(base, "cpu"), resolve(other, "cpu")
+        model_a, meta_a, model_b, meta_b = a.model, a.meta, b.model, b.meta
+        images, source = a.probe_images(args.images)
         sources.add(source)
         start = time.perf_counter()
         result = representation_cka(model_a, to_input(images, meta_a["mean"], meta_a["std"]), model_b,

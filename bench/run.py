@@ -35,7 +35,7 @@ import vitviz  # noqa: E402,F401
 from vitviz.data import ImageDataset  # noqa: E402
 from vitviz.inspect import attention_scaling, capture  # noqa: E402
 from vitviz.train import TrainConfig, train  # noqa: E402
-from vitviz.train.device import autocast, device_name  # noqa: E402
+from vitviz.device import autocast, device_name  # noqa: E402
 from vitviz.train.engine import decay_groups  # noqa: E402
 from vitviz.train.zoo import ZOO  # noqa: E402
 

@@ -7,7 +7,7 @@ from vitviz import figures
 from vitviz.inspect.attention_views import (attention_source, class_attention_heats, explorer_heats, group_by_grid,
                                             operator_share_table, query_index, rollout_refusal, seq_pool_heat,
                                             signed_caption, signed_summary)
-from vitviz.inspect.sweeps import ROLLOUT_DISCARDS, ROLLOUT_FUSIONS
+from vitviz.explain.sweeps import ROLLOUT_DISCARDS, ROLLOUT_FUSIONS
 from vitviz.ui import captured, choose_checkpoint, choose_image, show_figure, show_table
 from vitviz.ui.explain_views import rollout_all
 from vitviz.ui.fidelity import BUDGETS, fidelity_of, has_efficient_attention

@@ -5,7 +5,7 @@ import streamlit as st
 
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
-from vitviz.inspect.attributions import METHODS
+from vitviz.explain.attributions import METHODS
 from vitviz.ui import choose_checkpoints, choose_image, show_figure
 from vitviz.ui.evaluations import attribution_maps
 

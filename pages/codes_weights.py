@@ -9,8 +9,8 @@ from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.checkpoints import CheckpointError
 from vitviz.inspect import code_drift
-from vitviz.inspect.pathways import DEFAULT_PROBE_IMAGES
-from vitviz.inspect.compare_weights import (STATISTIC_HELP, STATISTICS, block_count, block_spectra, block_values,
+from vitviz.compare.pathways import DEFAULT_PROBE_IMAGES
+from vitviz.compare.side_by_side import (STATISTIC_HELP, STATISTICS, block_count, block_spectra, block_values,
                                             cka_at_block, cka_long, cka_summary, overlap_long, stat_lines)
 from vitviz.ui import checkpoints_table, choose_checkpoint, choose_checkpoints, load_model, show_figure, show_table
 from vitviz.ui.analysis_cache import (drift_table, fsne_code_contributions, fsne_code_similarity, fsne_codes,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vitviz.inspect.faithfulness import METHODS, Settings, load_cached
+from vitviz.explain.faithfulness import METHODS, Settings, load_cached
 from vitviz.ui import choose_checkpoints
 from vitviz.ui.explain_views import progress_panel, results_view
 from vitviz.ui.export_buttons import report_download, start_report

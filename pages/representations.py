@@ -9,7 +9,7 @@ import streamlit as st
 from vitviz.ui.navigation import ensure_app_navigation
 from vitviz import figures
 from vitviz.checkpoints import CheckpointError
-from vitviz.inspect.representations import qkv_embedding_pairs
+from vitviz.compare.representations import qkv_embedding_pairs
 from vitviz.ui import checkpoints_table, pick_checkpoint, show_figure, show_table
 from vitviz.ui.export_buttons import report_download, start_report
 from vitviz.ui.on_demand import asked_for

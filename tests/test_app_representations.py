@@ -98,3 +98,34 @@ def test_compare_html_report_button(app_env):
     assert any(i.endswith("cmp_report") for i in download_ids(at))
     items = at.session_state["_vitviz_report"]["items"]
     assert any(item.kind == "figure" for item in items)
+
+
+def test_layer_cka_loads_each_checkpoint_once_through_the_shared_resolver(app_env, tmp_path, monkeypatch):
+    """The request goes down the layers: page -> ui cache -> result_cache -> the app's Resolved models. A model
+    already loaded for another page is not loaded again, and a result on disk loads no model at all."""
+    import shutil
+
+    import streamlit as st
+
+    from vitviz import checkpoints
+    directory = tmp_path / "ck"
+    shutil.copytree(app_env, directory, ignore=shutil.ignore_patterns("runs"))  # nothing cached on disk yet
+    monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(directory))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    loads = []
+    real = checkpoints.load
+    monkeypatch.setattr(checkpoints, "load", lambda path, *a, **k: loads.append(str(path)) or real(path, *a, **k))
+    at = run_page("attention")  # the page's default checkpoint is loaded for the Attention view
+    assert not at.exception, [e.value for e in at.exception]
+    first = list(loads)
+    assert len(first) == len(set(first)) >= 1
+    at = run_page("representations")
+    compute(at)
+    assert len(loads) == len(set(loads)), loads  # no checkpoint was loaded twice
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    loads.clear()
+    at = run_page("representations")  # a fresh process's view: the result is on disk
+    assert not [b for b in at.button if b.key == "rep_compute"]
+    assert loads == []

@@ -109,6 +109,7 @@ def test_upload_accepts_any_file_so_a_rejection_is_shown_as_an_error(app_env):
 
 def test_finetune_learning_rate_in_scientific_format(app_env):
     at = run_page("finetune")
+    at.radio(key="ft_preset").set_value("Custom").run()  # the presets set the rate themselves
     lr = at.number_input(key="ft_lr")
     assert lr.proto.format == "%.1e" and lr.value == 5e-4
     assert "1e-6" in lr.help and "1e-1" in lr.help

@@ -261,6 +261,7 @@ def test_finetune_job_runs_to_done_in_the_browser(page, server):
     open_page(page, server, "Fine-tune")
     choose_option(page, "Checkpoint", "tiny_vit_softmax")
     choose_option(page, "Dataset", "Handwritten digits")
+    page.get_by_text("Custom", exact=True).click()  # the presets size themselves; this test sets the steps
     page.get_by_text("steps", exact=True).click()
     page.get_by_label("Epochs or steps").fill("3")
     page.get_by_label("Batch size").fill("32")

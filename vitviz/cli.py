@@ -181,8 +181,10 @@ def cmd_finetune(args, argv) -> int:
 def cmd_eval(args, argv) -> int:
     from . import checkpoints
     from .data import load_dataset
+    from .resolve import resolve
     from .train.evaluate import evaluate
-    model, meta = checkpoints.load(args.checkpoint, device=args.device)
+    checkpoint = resolve(args.checkpoint, args.device)
+    model, meta = checkpoint.model, checkpoint.meta
     dataset = args.dataset or meta["dataset"]
     test_set = load_dataset(dataset, args.split, root=args.data_dir, img_size=meta["img_size"])
     result = evaluate(model, test_set, mean=meta["mean"], std=meta["std"], img_size=meta["img_size"])
@@ -462,7 +464,7 @@ def cmd_export_hub(args, argv) -> int:
 
 
 def cmd_faithfulness(args, argv) -> int:
-    from .inspect import faithfulness as fa
+    from .explain import faithfulness as fa
     settings = fa.Settings(images=args.images, seed=args.seed, methods=tuple(args.methods), rise_steps=args.rise_steps,
                            ig_steps=args.ig_steps, batch_size=args.batch_size, n_boot=args.n_boot)
     cached = None if args.recompute else fa.load_cached(args.checkpoint, settings)
@@ -496,8 +498,9 @@ def cmd_faithfulness(args, argv) -> int:
 
 def cmd_representations(args, argv) -> int:
     from . import checkpoints
-    from .inspect.representations import checkpoint_cka, qkv_embedding_pairs
-    from .train.device import resolve_device
+    from .compare.representations import checkpoint_cka, qkv_embedding_pairs
+    from .resolve import resolve
+    from .device import resolve_device
     if args.preset:
         paths = [str(p) for p in sorted(Path(args.dir).glob("*.safetensors"))]
         pairs = qkv_embedding_pairs({p: checkpoints.read_meta(p)["variant"] for p in paths})
@@ -510,9 +513,8 @@ def cmd_representations(args, argv) -> int:
     device = resolve_device(args.device)
     out = []
     for a, b, label in pairs:
-        model_a, meta_a = checkpoints.load(a, device=device)
-        model_b, meta_b = checkpoints.load(b, device=device)
-        result, source = checkpoint_cka(model_a, meta_a, model_b, meta_b, args.images, batch_size=args.batch_size,
+        ra, rb = resolve(a, device), resolve(b, device)
+        result, source = checkpoint_cka(ra.model, ra.meta, rb.model, rb.meta, args.images, batch_size=args.batch_size,
                                         features=args.features, data_root=args.data_dir)
         out.append(dict(a=Path(a).stem, b=Path(b).stem, label=label, images=result.images, image_source=source,
                         batch_size=result.batch_size, features=result.features, blocks_a=list(result.blocks_a),

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .checkpoints import CheckpointError, check_weights_size, checkpoint_candidates, read_meta
 from .locations import CHECKPOINT_DIR_ENV, default_checkpoint_dir, default_runs_dir  # noqa: F401  (re-exported)
-from .locations import resolve_stored_path
+from .data.testsets import find_test_set, test_set_roots  # noqa: F401  (moved to vitviz.data; re-exported)
 from .models import list_variants, variant_info
 from .models.catalog import CATALOG
 
@@ -109,29 +109,6 @@ def default_pair(table: pd.DataFrame) -> tuple[str | None, str | None]:
         return linear[0], fsne[0]
     paths = table["path"].tolist()
     return paths[0], paths[min(1, len(paths) - 1)]
-
-
-def test_set_roots(meta: dict, data_root=None) -> list:
-    """Where a checkpoint's test set may be: the data directory, then the directory it was trained from."""
-    roots = [data_root]  # None = $VITVIZ_DATA_DIR or ./data
-    trained_from = resolve_stored_path((meta.get("train_config") or {}).get("data_root"))
-    if trained_from:
-        roots.append(str(trained_from))
-    return roots
-
-
-def find_test_set(meta: dict, data_root=None):
-    """The checkpoint's own test set at its input size, or None when it is not on disk (never downloads)."""
-    from .data import DATASETS, is_available, load_dataset
-    name = meta["dataset"]
-    if name not in DATASETS:
-        return None
-    for root in test_set_roots(meta, data_root):
-        if is_available(name, root):
-            dataset = load_dataset(name, "test", root=root, img_size=meta["img_size"])
-            if list(dataset.classes) == list(meta["classes"]):
-                return dataset
-    return None
 
 
 def finetune_datasets(meta: dict | None = None, data_root=None) -> list[dict]:

@@ -1,4 +1,8 @@
-"""Inspection: one capture API for everything the app shows, and the analyses built on it.
+"""Inspection: one capture API for what each layer computes, and the maps and views built on it.
+
+Explanations (rollout, relevance, attributions, faithfulness) live in `vitviz.explain`, comparisons across
+models (representations, pathways, weights) in `vitviz.compare`, the disk cache in `vitviz.result_cache`; their
+names below stay importable from here for one release.
 
 - `capture(model, images, want=...)`: named artifacts (logits, attention maps, implied/projected maps,
   XCA matrices, class attention, Q/K/V, F-SNE codes, token mixing) via hooks.
@@ -16,24 +20,26 @@ import importlib
 
 from .capture import ARTIFACTS, Artifacts, capture
 from .codes import code_contributions, code_drift, code_similarity, qkv_codes
-from .rollout import attention_rollout, cls_rollout_map, upsample_map
-from .pathways import linear_cka, pathway_cka, pathway_drift
-from .weights import qkv_pathways, weight_histograms, weight_overlap, weight_stats
 
-_LAZY = {"attribute": ("attributions", "attribute"), "to_heatmap": ("attributions", "to_heatmap"),
-         "ATTRIBUTION_METHODS": ("attributions", "METHODS"), "features": ("projections", "features"),
+_MOVED = {name: ("..compare.pathways", name) for name in ("linear_cka", "pathway_cka", "pathway_drift")}
+_MOVED |= {name: ("..compare.weights", name) for name in ("qkv_pathways", "weight_histograms", "weight_overlap",
+                                                        "weight_stats")}
+_MOVED |= {name: ("..explain.rollout", name) for name in ("attention_rollout", "cls_rollout_map", "upsample_map")}
+_LAZY = {"attribute": ("..explain.attributions", "attribute"), "to_heatmap": ("..explain.attributions", "to_heatmap"),
+         "ATTRIBUTION_METHODS": ("..explain.attributions", "METHODS"), "features": ("projections", "features"),
          "project": ("projections", "project"), "Projection": ("projections", "Projection"),
          "model_cost": ("efficiency", "model_cost"), "time_forward": ("efficiency", "time_forward"),
-         "attention_scaling": ("efficiency", "attention_scaling")}
+         "attention_scaling": ("efficiency", "attention_scaling"), **_MOVED}
 
 
 def __getattr__(name):
     if name in _LAZY:
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
+        return getattr(importlib.import_module(module if module.startswith("..") else f".{module}", __name__), attr)
+    if name == "result_cache":  # moved to vitviz.result_cache (beside the resolver)
+        return importlib.import_module("..result_cache", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["capture", "Artifacts", "ARTIFACTS", "attention_rollout", "cls_rollout_map", "upsample_map",
-           "qkv_codes", "code_contributions", "code_similarity", "code_drift", "qkv_pathways", "weight_stats",
-           "weight_overlap", "weight_histograms", "linear_cka", "pathway_cka", "pathway_drift", *_LAZY]
+__all__ = ["capture", "Artifacts", "ARTIFACTS", "qkv_codes", "code_contributions", "code_similarity", "code_drift",
+           *_LAZY]

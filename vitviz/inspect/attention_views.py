@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .rollout import STOCHASTIC_TOLERANCE, _grid_of, attention_rollout, cls_rollout_map, rollout_problem
+from ..explain.rollout import STOCHASTIC_TOLERANCE, _grid_of, attention_rollout, cls_rollout_map, rollout_problem
 
 SOURCES = (
     ("attention", "Softmax attention"),

@@ -20,7 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers.attention import SoftmaxKernel, make_kernel
-from ..train.device import resolve_device
+from ..device import resolve_device
 from .exclusive import eval_mode
 
 SCALING_KINDS = ("softmax_explicit", "softmax_fused", "performer", "linformer", "nystrom", "xca")

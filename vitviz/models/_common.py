@@ -91,7 +91,7 @@ def with_checkpoint_defaults(variant: str, pretrained: bool, kwargs: dict) -> di
     file = _weights_file(kwargs) if pretrained else None
     if file is None:
         return kwargs
-    from ..checkpoints import read_weights_meta, timm_cfg_overlay
+    from ..checkpoint_meta import read_weights_meta, timm_cfg_overlay
     meta = read_weights_meta(file)
     if meta is None:  # a plain state dict: timm loads it as it is
         return kwargs

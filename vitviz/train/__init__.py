@@ -24,7 +24,7 @@ def __getattr__(name: str):
 
 if not LIGHT:
     from .config import TRAINABLE_SCOPES, TrainConfig  # noqa: E402, F401
-    from .device import resolve_device  # noqa: E402, F401
+    from ..device import resolve_device  # noqa: E402, F401
     from .engine import TrainingCancelled, TrainResult, apply_trainable, train  # noqa: E402, F401
     from .evaluate import EvalResult, evaluate  # noqa: E402, F401
     from .finetune import FinetuneResult, finetune, save_run, train_from_scratch  # noqa: E402, F401

@@ -31,7 +31,7 @@ from ..data import ImageDataset
 from . import distributed
 from .batches import DeviceImages, Normalize, apply_crop_flip, draw_crop_flip
 from .config import TrainConfig
-from .device import autocast, cpu_bf16_supported, device_name, resolve_device
+from ..device import autocast, cpu_bf16_supported, device_name, resolve_device
 from .evaluate import EvalResult, evaluate, samples_fingerprint
 from .resume import ResumeError, ResumeState, StateWriter, recipe_identity
 

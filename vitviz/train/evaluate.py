@@ -14,7 +14,7 @@ import torch
 from ..data import ImageDataset
 from ..metrics import confusion_matrix
 from .batches import DeviceImages, Normalize
-from .device import autocast, resolve_device
+from ..device import autocast, resolve_device
 
 
 MAX_STORED_PREDICTIONS = 50_000  # per-sample predictions go into checkpoint metadata up to this many

@@ -13,7 +13,7 @@ from ..locations import portable_command, portable_path
 from ..data import DATASETS, ImageDataset, load_dataset
 from ..models.catalog import CATALOG
 from .config import TrainConfig
-from .device import resolve_device
+from ..device import resolve_device
 from .engine import TrainResult, train
 from .resume import StateWriter, read_state
 

@@ -66,7 +66,7 @@ def measure_train_speed(variant: str, variant_kwargs: dict, num_classes: int, tr
     from .. import models  # noqa: F401  (registers the variants)
     from ..locations import default_runs_dir
     from .config import TrainConfig
-    from .device import autocast, resolve_device
+    from ..device import autocast, resolve_device
     from .engine import apply_trainable, decay_groups
     device = resolve_device(device)
     cache = _speed_cache(Path(runs_dir) if runs_dir is not None else default_runs_dir())

@@ -4,7 +4,7 @@ saliency).
 Each result is cached with `st.cache_data`, keyed by checkpoint path and file modification time (and the
 image content, or the image count and data directory, where images are involved); the model itself is
 passed as an unhashed `_model` argument. The CKA analyses, which run many test images through the model, are
-also kept on disk (`vitviz.inspect.result_cache`), so another session or a restarted app shows them at once.
+also kept on disk (`vitviz.result_cache`), so another session or a restarted app shows them at once.
 """
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ import streamlit as st
 from .. import checkpoints
 from ..data import data_dir
 from ..data.images import to_input
-from ..inspect import (attribute, code_contributions, code_similarity, qkv_codes, qkv_pathways, result_cache,
-                       to_heatmap, weight_overlap)
-from ..inspect.codes import code_contribution_label
-from ..inspect.compare_weights import drift_table as side_by_side, weight_drift
-from ..inspect.pathways import DEFAULT_PROBE_IMAGES
-from .state import _mtime, checkpoint_dir, checkpoint_meta, device, image_key, load_model
+from .. import result_cache
+from ..compare.pathways import DEFAULT_PROBE_IMAGES
+from ..compare.side_by_side import drift_table as side_by_side, weight_drift
+from ..compare.weights import qkv_pathways, weight_overlap
+from ..explain.attributions import attribute, to_heatmap
+from ..inspect.codes import code_contribution_label, code_contributions, code_similarity, qkv_codes
+from .state import _mtime, checkpoint_dir, device, image_key, load_model, resolved
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _weight_stats(path: str, mtime: float, _model, _meta):
-    return result_cache.weight_stats_result(path, model=_model, meta=_meta)  # also kept on disk
+def _weight_stats(path: str, mtime: float, _checkpoint):
+    return result_cache.weight_stats_result(_checkpoint)  # also kept on disk
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -40,17 +41,15 @@ def _overlap(path: str, mtime: float, _model):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _pathway_cka(path: str, mtime: float, count: int, data: str, _model, _meta):
-    return result_cache.pathway_cka_result(path, count, data_root=data, model=_model, meta=_meta)
+def _pathway_cka(path: str, mtime: float, count: int, data: str, _checkpoint):
+    return result_cache.pathway_cka_result(_checkpoint, count, data_root=data)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _drift(path: str, mtime: float, parent: str, parent_mtime: float, count: int, data: str, _model, _meta,
-           _parent_model, _parent_meta):
-    function, source = result_cache.pathway_drift_result(path, parent, count, data_root=data, model=_model,
-                                                         meta=_meta, parent_model=_parent_model,
-                                                         parent_meta=_parent_meta)
-    return side_by_side(function, weight_drift(qkv_pathways(_parent_model), qkv_pathways(_model))), source
+def _drift(path: str, mtime: float, parent: str, parent_mtime: float, count: int, data: str, _checkpoint,
+           _parent):
+    function, source = result_cache.pathway_drift_result(_checkpoint, _parent, count, data_root=data)
+    return side_by_side(function, weight_drift(qkv_pathways(_parent.model), qkv_pathways(_checkpoint.model))), source
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -71,7 +70,7 @@ def _saliency(path: str, mtime: float, key: str, _model, _image: np.ndarray, mea
 
 def weight_table(path):
     """`weight_stats` of a checkpoint's model."""
-    return _weight_stats(str(path), _mtime(path), *load_model(path))
+    return _weight_stats(str(path), _mtime(path), resolved(path))
 
 
 def pathways(path):
@@ -89,25 +88,20 @@ def pathway_similarity(path, count: int = DEFAULT_PROBE_IMAGES, compute: bool = 
     (`probe_images`: the digits when its test set is not on disk), from the disk cache
     (`result_cache.pathway_cka_result`) or computed; with compute=False None when it is not cached."""
     if not compute:
-        return result_cache.pathway_cka_result(path, count, data_root=str(data_dir()), meta=checkpoint_meta(path),
-                                               compute=False)
-    model, meta = load_model(path)
-    return _pathway_cka(str(path), _mtime(path), int(count), str(data_dir()), model, meta)
+        return result_cache.pathway_cka_result(resolved(path), count, data_root=str(data_dir()), compute=False)
+    return _pathway_cka(str(path), _mtime(path), int(count), str(data_dir()), resolved(path))
 
 
 def drift_table(path, parent, count: int = DEFAULT_PROBE_IMAGES, compute: bool = True):
     """(table, image source) of the drift of each pathway from `parent` to `path` on the child's test images:
     block, pathway, function_cka (parent vs child outputs, `pathway_drift`, disk-cached), weight_relative_change
     and weight_cosine (`weight_drift`), images. With compute=False None when the function drift is not cached."""
-    if not compute:
-        if result_cache.pathway_drift_result(path, parent, count, data_root=str(data_dir()),
-                                             meta=checkpoint_meta(path), parent_meta=checkpoint_meta(parent),
-                                             compute=False) is None:
-            return None
-    model, meta = load_model(path)
-    parent_model, parent_meta = load_model(parent)
-    return _drift(str(path), _mtime(path), str(parent), _mtime(parent), int(count), str(data_dir()), model, meta,
-                  parent_model, parent_meta)
+    child, ancestor = resolved(path), resolved(parent)
+    if not compute and result_cache.pathway_drift_result(child, ancestor, count, data_root=str(data_dir()),
+                                                         compute=False) is None:
+        return None
+    return _drift(str(path), _mtime(path), str(parent), _mtime(parent), int(count), str(data_dir()), child,
+                  ancestor)
 
 
 def fsne_codes(path) -> np.ndarray:

@@ -19,7 +19,7 @@ from .. import metrics
 from ..checkpoints import CheckpointError, read_meta
 from ..data import ImageDataset
 from ..data.images import prepare, to_input
-from ..inspect import attributions as attr_lib
+from ..explain import attributions as attr_lib
 from ..inspect import efficiency
 from ..train.evaluate import evaluate, samples_fingerprint
 from .state import _mtime, device, image_key, load_model, test_set, test_set_missing_note

@@ -9,9 +9,9 @@ import streamlit as st
 
 from .. import figures
 from ..data.images import prepare, to_input
-from ..inspect import faithfulness as fa
-from ..inspect.relevance import chefer_relevance, relevance_problem
-from ..inspect.sweeps import RelevanceSweep, relevance_all_classes, rollout_sweep
+from ..explain import faithfulness as fa
+from ..explain.relevance import chefer_relevance, relevance_problem
+from ..explain.sweeps import RelevanceSweep, relevance_all_classes, rollout_sweep
 from .state import _mtime, device, image_key, load_model
 from .widgets import show_figure, show_table
 

@@ -1,5 +1,5 @@
 """Heavy sections on demand (issue 12: every page's first view in <= 2 s): a page first asks the disk cache
-(`vitviz.inspect.result_cache`) for what it would show; whatever is missing is computed only after a button
+(`vitviz.result_cache`) for what it would show; whatever is missing is computed only after a button
 press, under a spinner that names what is being computed."""
 from __future__ import annotations
 

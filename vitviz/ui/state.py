@@ -17,8 +17,10 @@ from .. import checkpoints
 from ..data import DATASETS
 from ..data.images import to_input
 from ..inspect import capture
-from ..overview import checkpoint_table, default_checkpoint_dir, find_test_set
-from ..train.device import device_name, resolve_device
+from ..data.testsets import find_test_set
+from ..overview import checkpoint_table, default_checkpoint_dir
+from ..device import device_name, resolve_device
+from ..resolve import Resolved, resolve
 
 
 @st.cache_resource
@@ -68,13 +70,21 @@ def checkpoints_table():
     return _checkpoints_table(str(directory), _files_signature(directory))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _resolved(path: str, mtime: float) -> Resolved:
+    return resolve(path, device())
+
+
+def resolved(path) -> Resolved:
+    """The checkpoint as every analysis takes it (`vitviz.resolve`), shared by all sessions and cached by file time;
+    its model is loaded on first use, once. CheckpointError for unreadable metadata."""
+    return _resolved(str(path), _mtime(path))
+
+
 @st.cache_resource(max_entries=16, show_spinner="Loading checkpoint ...")
 def _load(path: str, mtime: float):
-    model, meta = checkpoints.load(path, device=device())
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, meta
+    r = _resolved(path, mtime)
+    return r.model, r.meta
 
 
 def load_model(path) -> tuple[torch.nn.Module, dict]:
