@@ -45,9 +45,10 @@ def _run_meta(model, base: dict, dataset_name: str, classes, config: TrainConfig
                                 **parallel,
                                 seconds=round(result.seconds, 2),
                                 steps_done=result.steps, epochs_done=round(result.epochs, 3),
-                                images_per_second=round(result.images_per_second, 1), precision=result.precision,
-                                **({"resumed": [dict(r, state=portable_path(r["state"])) for r in result.resumes]}
-                                   if result.resumes else {}),
+                                images_per_second=round(result.images_per_second, 1),
+                                precision=getattr(result, "precision", "float32"),
+                                **({"resumed": [dict(r, state=portable_path(r["state"])) for r in resumes]}
+                                   if (resumes := getattr(result, "resumes", None)) else {}),
                                 command=portable_command(command),
                                 history=result.history, data_root=portable_path(data_root))
     return meta
