@@ -147,7 +147,7 @@ def test_cli_train_resumes_and_records_it(tmp_path, monkeypatch, capsys):
             json.dumps(dict(depth=1, embed_dim=16, num_heads=2, patch_size=8)), "--dataset", "digits",
             "--batch-size", "64", "--warmup-epochs", "0", "--quiet", "--out", str(tmp_path / "digits_vit")]
     assert cli_main(base + ["--steps", "3"]) == 0
-    state = tmp_path / "runs" / "resume" / "digits_vit.resume.safetensors"
+    state = tmp_path / "digits_vit.resume.safetensors"  # beside the checkpoint
     assert read_state(state).step == 3
     assert cli_main(base + ["--steps", "5", "--resume", str(state)]) == 0
     meta = json.loads((tmp_path / "digits_vit.json").read_text())

@@ -76,8 +76,8 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="STATE",
                    help="continue the run whose resume state this is (same command; a larger --epochs trains longer)")
     p.add_argument("--state", default=None,
-                   help="where to keep this run's resume state (default: the --resume file, else "
-                        "<checkpoint dir>/runs/resume/<out name>.resume.safetensors)")
+                   help="where to keep this run's resume state (default: the --resume file, else beside the "
+                        "checkpoint: <out>.resume.safetensors)")
     p.add_argument("--state-every", type=float, default=5.0, help="minutes between resume-state writes")
 
 
@@ -268,7 +268,9 @@ def cmd_train_zoo(args, argv) -> int:
             variant, kwargs = ZOO[name]
             cmd = [sys.executable, "-m", "vitviz", "train", "--variant", variant, "--variant-kwargs",
                    json.dumps(kwargs), "--out", str(out_dir / name), *recipe]
-            state = default_state_path(out_dir / name)
+            state = Path(args.state_dir) / f"{name}.resume.safetensors" if args.state_dir else \
+                default_state_path(out_dir / name)
+            cmd += ["--state", str(state)]
             if state.exists() and not args.fresh:  # a stopped run continues; a foreign state is refused
                 cmd += ["--resume", str(state)]
             log = open(out_dir / f"{name}.log", "w")
@@ -407,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per run (OMP_NUM_THREADS); 1 per run beside other work on a small CPU")
     p.add_argument("--state-every", type=float, default=5.0, help="minutes between each run's resume-state writes")
+    p.add_argument("--state-dir", default=None,
+                   help="where each run keeps its resume state (default: beside its checkpoint in --out-dir)")
     p.add_argument("--fresh", action="store_true",
                    help="start every run anew (default: continue each run from its resume state when there is one)")
     p.add_argument("--only", default=None, help="comma-separated zoo names")

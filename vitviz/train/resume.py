@@ -31,7 +31,6 @@ import safetensors.torch
 import torch
 
 from ..checkpoints import _fsync_dir, _replace, _write_temp
-from ..locations import default_runs_dir
 
 FORMAT = "vitviz-resume"
 FORMAT_VERSION = 1
@@ -45,8 +44,10 @@ class ResumeError(ValueError):
 
 
 def default_state_path(out: str | os.PathLike) -> Path:
-    """Where the run that writes checkpoint `out` keeps its resume state: `<runs dir>/resume/<name>`."""
-    return default_runs_dir() / "resume" / (Path(out).name.removesuffix(".safetensors") + SUFFIX)
+    """Where the run that writes checkpoint `out` keeps its resume state: beside it, `<out>.resume.safetensors`
+    (a new run's default `out` is in the git-ignored `<checkpoint dir>/runs/`; the suffix is git-ignored too)."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".safetensors").removesuffix(".json") + SUFFIX)
 
 
 def recipe_identity(config_dict: dict) -> dict:
