@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     settings = Settings(images=args.images, seed=args.seed)
     results, missing = [], []
     for path in sorted(glob.glob(args.checkpoints)):
-        res = load_cached(path, settings)
+        res = load_cached(path, settings, data_root=args.data_dir)
         if res is None and args.compute:
             res = run_faithfulness(path, settings, data_root=args.data_dir)
         if res is None:

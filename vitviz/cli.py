@@ -471,9 +471,9 @@ def cmd_faithfulness(args, argv) -> int:
     from .explain import faithfulness as fa
     settings = fa.Settings(images=args.images, seed=args.seed, methods=tuple(args.methods), rise_steps=args.rise_steps,
                            ig_steps=args.ig_steps, batch_size=args.batch_size, n_boot=args.n_boot)
-    cached = None if args.recompute else fa.load_cached(args.checkpoint, settings)
+    cached = None if args.recompute else fa.load_cached(args.checkpoint, settings, data_root=args.data_dir)
     if cached is None:
-        report = fa.write_progress(args.checkpoint, settings) if args.progress else None
+        report = fa.write_progress(args.checkpoint, settings, args.data_dir) if args.progress else None
         if report is None and not args.json:
             def report(fraction, message):
                 print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
@@ -482,13 +482,14 @@ def cmd_faithfulness(args, argv) -> int:
                                          progress=report)
         except BaseException as exc:
             if args.progress:
-                fa.clear_progress(args.checkpoint, settings, error=f"{type(exc).__name__}: {exc}")
+                fa.clear_progress(args.checkpoint, settings, error=f"{type(exc).__name__}: {exc}",
+                                  data_root=args.data_dir)
             raise
         if args.progress:
-            fa.clear_progress(args.checkpoint, settings)
+            fa.clear_progress(args.checkpoint, settings, data_root=args.data_dir)
     table = fa.faithfulness_table([cached])
     if args.json:
-        print(json.dumps({"cache": str(fa.cache_path(args.checkpoint, settings)),
+        print(json.dumps({"cache": str(fa.cache_path(args.checkpoint, settings, data_root=args.data_dir)),
                           "image_source": cached["image_source"], "clean_accuracy": cached["clean_accuracy"],
                           "table": json.loads(table.to_json(orient="records")),
                           "verdict": fa.verdict(cached)}))

@@ -37,6 +37,10 @@ __all__ = ["FORMAT_VERSION", "SUFFIX", "weights_sha", "image_source_key", "cache
 FORMAT_VERSION = 1
 SUFFIX = ".analysis"
 FOLDER = ("runs", "analyses")
+#: What each kind's result depends on besides the checkpoints' weights (their sha256 is in the file name):
+#: the settings its key holds. "images" is where the images come from (`image_source_key` of `data_root`).
+KEYS = {"pathway_cka": ("count", "images"), "pathway_drift": ("count", "images"),
+        "representation_cka": ("count", "batch_size", "features", "images"), "weight_stats": ()}
 
 
 # --------------------------------------------------------------------------- keys and files
@@ -51,6 +55,14 @@ def _meta(path, meta: dict | None) -> dict:
 def weights_sha(path, meta: dict | None = None) -> str:
     """The sha256 of a checkpoint's weights, as its metadata records it (`checkpoints.read_meta` requires it)."""
     return str(_meta(path, meta)["weights_sha256"])
+
+
+def settings_for(kind: str, **values) -> dict:
+    """The cache settings of `kind`: exactly the values `KEYS[kind]` names (ValueError for a missing or extra one,
+    so a setting cannot be left out of the key)."""
+    if set(values) != set(KEYS[kind]):
+        raise ValueError(f"{kind} is keyed by {KEYS[kind]}, got {sorted(values)}")
+    return {k: values[k] for k in KEYS[kind]}
 
 
 def _settings_key(settings: dict) -> str:
@@ -122,7 +134,7 @@ def pathway_cka_result(checkpoint, count: int, *, data_root=None, model=None, me
     """(`PathwayCKA` of a checkpoint on `count` of its test images (`probe_images`), where the images come
     from), from the disk cache or computed (and stored); None when it is not cached and `compute` is False."""
     r = _resolved(checkpoint, model, meta, device)
-    settings = {"count": int(count), "images": r.image_source(data_root)}
+    settings = settings_for("pathway_cka", count=int(count), images=r.image_source(data_root))
     found = load("pathway_cka", [r.path], settings, [r.meta])
     if found is not None:
         return PathwayCKA(np.asarray(found["matrices"], dtype=float), tuple(found["blocks"]), int(found["images"]),
@@ -143,7 +155,7 @@ def pathway_drift_result(checkpoint, parent, count: int, *, data_root=None, mode
     """(`pathway_drift` table from `parent` to `checkpoint` on `count` of the child's test images, where they
     come from), cached like `pathway_cka_result`: block, pathway, cka, images, tokens_per_image."""
     r, rp = _resolved(checkpoint, model, meta, device), _resolved(parent, parent_model, parent_meta, device)
-    settings = {"count": int(count), "images": r.image_source(data_root)}
+    settings = settings_for("pathway_drift", count=int(count), images=r.image_source(data_root))
     found = load("pathway_drift", [r.path, rp.path], settings, [r.meta, rp.meta])
     if found is not None:
         return _frame(found), found["source"]
@@ -163,8 +175,8 @@ def representation_cka_result(checkpoint_a, checkpoint_b, count: int, *, batch_s
     """(`checkpoint_cka` of two checkpoints on `count` of a's test images, where they come from), cached like
     `pathway_cka_result` (stored beside checkpoint a)."""
     ra, rb = _resolved(checkpoint_a, model_a, meta_a, device), _resolved(checkpoint_b, model_b, meta_b, device)
-    settings = {"count": int(count), "batch_size": int(batch_size), "features": str(features),
-                "images": ra.image_source(data_root)}
+    settings = settings_for("representation_cka", count=int(count), batch_size=int(batch_size),
+                            features=str(features), images=ra.image_source(data_root))
     found = load("representation_cka", [ra.path, rb.path], settings, [ra.meta, rb.meta])
     if found is not None:
         return RepresentationCKA(np.asarray(found["matrix"], dtype=float), tuple(found["blocks_a"]),
@@ -188,13 +200,13 @@ def weight_stats_result(checkpoint, *, model=None, meta=None, compute: bool = Tr
     from .compare.weights import weight_stats
 
     r = _resolved(checkpoint, model, meta, device)
-    found = load("weight_stats", [r.path], {}, [r.meta])
+    found = load("weight_stats", [r.path], settings_for("weight_stats"), [r.meta])
     if found is not None:
         return _frame(found)
     if not compute:
         return None
     table = weight_stats(r.model)
-    store("weight_stats", [r.path], {}, _frame_payload(table), [r.meta])
+    store("weight_stats", [r.path], settings_for("weight_stats"), _frame_payload(table), [r.meta])
     return table
 
 

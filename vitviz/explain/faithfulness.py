@@ -359,19 +359,22 @@ def _weights_sha(path: Path, meta: dict) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cache_path(checkpoint, settings: Settings, meta: dict | None = None) -> Path:
-    """Where the results of `checkpoint` under `settings` are cached."""
+def cache_path(checkpoint, settings: Settings, meta: dict | None = None, data_root=None) -> Path:
+    """Where the results of `checkpoint` under `settings`, on the images `data_root` gives it (its test set
+    when on disk there, else the digits: `image_source_key`), are cached."""
     from .. import checkpoints
+    from ..data.testsets import image_source_key
 
     meta = meta or checkpoints.read_meta(checkpoint)
     path = Path(meta.get("path") or checkpoint)
-    name = f"{path.stem}-{_weights_sha(path, meta)[:12]}-{settings.key()}{CACHE_SUFFIX}"
+    source = hashlib.sha1(image_source_key(meta, data_root).encode()).hexdigest()[:8]
+    name = f"{path.stem}-{_weights_sha(path, meta)[:12]}-{settings.key()}-{source}{CACHE_SUFFIX}"
     return path.parent / "runs" / "faithfulness" / name
 
 
-def load_cached(checkpoint, settings: Settings) -> dict | None:
-    """The cached result of `checkpoint` under `settings`, or None."""
-    target = cache_path(checkpoint, settings)
+def load_cached(checkpoint, settings: Settings, data_root=None) -> dict | None:
+    """The cached result of `checkpoint` under `settings` on the images of `data_root`, or None."""
+    target = cache_path(checkpoint, settings, data_root=data_root)
     try:
         return json.loads(target.read_text())
     except (OSError, ValueError):
@@ -404,7 +407,7 @@ def run_faithfulness(checkpoint, settings: Settings = Settings(), *, device=None
                    "seconds": round(time.time() - started, 1),
                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     if write:
-        _write_json(cache_path(resolved.path, settings, meta), result)
+        _write_json(cache_path(resolved.path, settings, meta, data_root=data_root), result)
     return result
 
 
@@ -493,22 +496,22 @@ def verdict(result: dict, metric: str = "positive_probability", *, n_boot: int |
 
 # ------------------------------------------------------------------------------------------ background
 
-def _progress_file(checkpoint, settings: Settings) -> Path:
-    return cache_path(checkpoint, settings).with_suffix(".progress")
+def _progress_file(checkpoint, settings: Settings, data_root=None) -> Path:
+    return cache_path(checkpoint, settings, data_root=data_root).with_suffix(".progress")
 
 
-def clear_progress(checkpoint, settings: Settings, error: str | None = None) -> None:
+def clear_progress(checkpoint, settings: Settings, error: str | None = None, data_root=None) -> None:
     """Remove the progress file (finished) or replace it by {"error": ...} (failed)."""
-    target = _progress_file(checkpoint, settings)
+    target = _progress_file(checkpoint, settings, data_root)
     if error is None:
         target.unlink(missing_ok=True)
     else:
         _write_json(target, {"error": error, "time": time.time()})
 
 
-def write_progress(checkpoint, settings: Settings) -> Callable[[float, str], None]:
+def write_progress(checkpoint, settings: Settings, data_root=None) -> Callable[[float, str], None]:
     """A progress callback writing {"fraction", "message", "pid", "time"} beside the cache file."""
-    target = _progress_file(checkpoint, settings)
+    target = _progress_file(checkpoint, settings, data_root)
 
     def report(fraction: float, message: str) -> None:
         _write_json(target, {"fraction": float(fraction), "message": message, "pid": os.getpid(),
@@ -516,10 +519,10 @@ def write_progress(checkpoint, settings: Settings) -> Callable[[float, str], Non
     return report
 
 
-def progress_of(checkpoint, settings: Settings) -> dict | None:
+def progress_of(checkpoint, settings: Settings, data_root=None) -> dict | None:
     """The state of a computation started by `start_background`: {"fraction", "message", "running"} or
     {"error"}; None when none has been started (or it finished and its progress file was removed)."""
-    target = _progress_file(checkpoint, settings)
+    target = _progress_file(checkpoint, settings, data_root)
     try:
         state = json.loads(target.read_text())
     except (OSError, ValueError):
@@ -547,11 +550,11 @@ def start_background(checkpoint, settings: Settings, *, device=None, data_root=N
         cmd += ["--device", str(device)]
     if data_root:
         cmd += ["--data-dir", str(data_root)]
-    log = cache_path(checkpoint, settings).with_suffix(".log")
+    log = cache_path(checkpoint, settings, data_root=data_root).with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parents[2]))
-    _write_json(_progress_file(checkpoint, settings), {"fraction": 0.0, "message": "starting", "pid": proc.pid,
-                                                       "time": time.time()})
+    _write_json(_progress_file(checkpoint, settings, data_root), {"fraction": 0.0, "message": "starting",
+                                                                  "pid": proc.pid, "time": time.time()})
     return proc.pid
