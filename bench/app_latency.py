@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from browser_idle import DRAWN  # noqa: E402
+from browser_idle import DRAWN, NAV_LINKS  # noqa: E402
 from vitviz import checkpoints, figures  # noqa: E402
 from vitviz.data import load_dataset  # noqa: E402
 from vitviz.data.images import to_input  # noqa: E402
@@ -111,7 +111,7 @@ def browser_timings(directory: Path, repeats: int, server: str = "streamlit run 
                 page.wait_for_timeout(50)
                 page.wait_for_function(DRAWN)
 
-            page.locator('[data-testid="stSidebarNav"]').get_by_text("Attention", exact=True).click()
+            page.locator(NAV_LINKS).get_by_text("Attention", exact=True).click()
             page.get_by_label("Checkpoint").first.click()
             page.get_by_role("option").filter(has_text="vit_softmax_32 ").first.click()
             idle()

@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
 
-from browser_idle import DRAWN_JS  # noqa: E402
+from browser_idle import DRAWN_JS, NAV_LINKS  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy  # noqa: E402
 
 PAGE_TITLES = ["Zoo", "Attention", "Cross-covariance", "Q/K/V codes & weights", "Per-class", "Compare",
@@ -124,7 +124,7 @@ async def timed(page, out: Timed, kind: str, action, expect=None, rerun: bool = 
 
 
 async def nav(page, title):
-    await page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).first.click()
+    await page.locator(NAV_LINKS).get_by_text(title, exact=True).first.click()
 
 
 async def choose_option(page, label, name):
@@ -286,7 +286,7 @@ async def run_pages(directory: Path, dwell_s: float = 0.0) -> dict:
             page = await browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(TIMEOUT_MS)
             await page.goto(url)
-            await page.locator('[data-testid="stSidebarNav"]').first.wait_for()
+            await page.locator(NAV_LINKS).first.wait_for()
             await settle(page, grace_ms=100)
             await page.wait_for_timeout(int(1000 * dwell_s))  # a user reading the opening page first
             for visit in (1, 2):

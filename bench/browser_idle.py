@@ -21,3 +21,6 @@ DRAWN_JS = """(
 
 # as a function for page.wait_for_function / page.evaluate
 DRAWN = "() => " + DRAWN_JS
+
+#: the app's own navigation links in the sidebar (vitviz/ui/navigation.py: st.page_link, titles and icons)
+NAV_LINKS = '[data-testid="stSidebar"] [data-testid="stPageLink"]'

@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
 
-from browser_idle import DRAWN  # noqa: E402
+from browser_idle import DRAWN, NAV_LINKS  # noqa: E402
 
 # installs listeners on the explorer figure: the time of the last mousedown, of the step applied, and of
 # the next animation frame; also whether Streamlit's status widget (a rerun) showed up meanwhile
@@ -295,7 +295,7 @@ def main() -> int:
             cases = [("Attention", "vit_softmax_32 "), ("Cross-covariance", "xcit_n12_p4_32_fsne")]
             for title, checkpoint in cases if args.part != "explain" else cases[:1]:
                 page.goto(url)
-                page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=False).first.click()
+                page.locator(NAV_LINKS).get_by_text(title, exact=False).first.click()
                 idle()
                 page.get_by_label("Checkpoint").first.click()
                 page.get_by_role("option").filter(has_text=checkpoint).first.click()

@@ -8,6 +8,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The app warms itself up in a background thread after its first page (vitviz.ui.warm); in the tests' process
+# (AppTest) and the servers they start, that thread would only compete with the tests. tests/test_warm.py runs it.
+os.environ.setdefault("VITVIZ_NO_WARM", "1")
 
 CIFAR10_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
 

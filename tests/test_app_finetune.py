@@ -82,7 +82,7 @@ def test_quick_preset_is_sized_from_the_measured_speed_and_says_so(app_env, tmp_
     assert not at.exception, [e.value for e in at.exception]
     line = next(m.value for m in at.markdown if "expected" in m.value)
     assert "the Q/K/V embeddings and the head only" in line and "measured" in line
-    cache = directory / "runs" / "train_speed.json"
+    cache = directory / "runs" / "train_speed.speeds"
     assert cache.exists()  # measured once on this device, kept for the next visit
     at.radio(key="ft_preset").set_value("Full (every weight, 3 epochs)").run()
     assert "every weight, 3 epochs" in next(m.value for m in at.markdown if "expected" in m.value)

@@ -92,7 +92,7 @@ def page(server):
 def open_page(page, server, title: str):
     page.goto(server)
     page.get_by_role("heading", name="Model zoo").wait_for()
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=title).first.wait_for()
 
 
@@ -347,8 +347,63 @@ def test_plotly_is_preloaded_once_while_the_zoo_is_idle(page, server):
         pg.wait_for_function("() => String(window.__vitvizPlotlyPreload || '').startsWith('http')")
         preloaded = pg.evaluate("window.__vitvizPlotlyPreload")
         assert preloaded.endswith("/static/js/" + plotly_chunk()) and requested == [preloaded]
-        pg.locator('[data-testid="stSidebarNav"]').get_by_text("Attention", exact=True).click()
+        pg.locator('[data-testid="stSidebar"] [data-testid="stPageLink"]').get_by_text("Attention", exact=True).click()
         pg.locator(".js-plotly-plot .main-svg").first.wait_for()
         assert requested == [preloaded]  # Streamlit's own import found the module already loaded
     finally:
         context.close()
+
+
+LEGACY_PATHS = {"zoo": "Model zoo", "attention": "Attention", "cross_covariance": "Cross-covariance attention",
+                "codes_weights": "Q/K/V codes & weights", "per_class": "Per-class comparison", "compare": "Compare",
+                "representations": "Representations: where do two checkpoints diverge?",
+                "attributions": "Attributions", "faithfulness": "Faithfulness", "efficiency": "Efficiency",
+                "finetune": "Fine-tune"}
+RAW_LISTING = ("codes weights", "cross covariance", "per class", "finetune")  # Streamlit's names of pages/ files
+
+
+def test_a_fresh_server_shows_the_apps_navigation_and_answers_every_page_path(tmp_path_factory):
+    """The first visit of a fresh server (the first request a page path, as a bookmark would be): the sidebar is
+    the app's own navigation from the first screenshot on, never the pages/ file listing; no "Page not found";
+    then every path the app has shown answers with its page."""
+    from playwright.sync_api import sync_playwright
+    checkpoint_dir = tmp_path_factory.mktemp("fresh_checkpoints")
+    write_tiny_checkpoints(checkpoint_dir)
+    port = free_port()
+    env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(checkpoint_dir), VITVIZ_NO_WARM="1",
+               VITVIZ_DATA_DIR=str(tmp_path_factory.mktemp("fresh_data")), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        wait_healthy(url, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+            pg.set_default_timeout(60_000)
+            pg.goto(url + "/zoo")
+            sidebars = []
+            deadline = time.time() + 60
+            while not pg.get_by_role("heading", name="Model zoo").count():  # every state until the page is drawn
+                sidebar = pg.locator('[data-testid="stSidebar"]')
+                sidebars.append(sidebar.inner_text() if sidebar.count() else "")
+                assert time.time() < deadline, f"no Zoo within 60 s: {pg.locator('body').inner_text()[:500]}"
+                pg.wait_for_timeout(100)
+            pg.screenshot(path=str(SHOTS / "fresh_server_first_view.png"))
+            sidebar = pg.locator('[data-testid="stSidebar"]').inner_text()
+            sidebars.append(sidebar)
+            assert all(not any(raw in text.lower() for raw in RAW_LISTING) for text in sidebars), sidebars
+            assert all(title in sidebar for title in ("Zoo", "Attention", "Q/K/V codes & weights", "Per-class"))
+            assert not pg.get_by_text("Page not found").count()
+            for path, title in [("", "Model zoo"), *LEGACY_PATHS.items()]:
+                pg.goto(f"{url}/{path}")
+                pg.get_by_role("heading", name=title).first.wait_for()
+                assert not pg.get_by_text("Page not found").count(), path
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

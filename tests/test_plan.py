@@ -35,7 +35,7 @@ def test_measured_speed_is_kept_per_setting(tmp_path, monkeypatch):
     kwargs = dict(depth=1, embed_dim=16, num_heads=2, patch_size=8)
     first = measure_train_speed("vitviz_vit_softmax_32", kwargs, 10, "qkv", 8, "cpu", runs_dir=tmp_path)
     assert first > 0
-    cache = json.loads((tmp_path / "train_speed.json").read_text())
+    cache = json.loads((tmp_path / "train_speed.speeds").read_text())
     assert len(cache) == 1
     calls = []
     # a re-measurement would divide by zero
@@ -45,9 +45,18 @@ def test_measured_speed_is_kept_per_setting(tmp_path, monkeypatch):
     monkeypatch.undo()
     measure_train_speed("vitviz_vit_softmax_32", kwargs, 10, "head", 8, "cpu", runs_dir=tmp_path)
     measure_train_speed("vitviz_vit_softmax_32", kwargs, 10, "qkv", 16, "cpu", runs_dir=tmp_path)
-    assert len(json.loads((tmp_path / "train_speed.json").read_text())) == 3  # scope and batch are in the key
+    assert len(json.loads((tmp_path / "train_speed.speeds").read_text())) == 3  # scope and batch are in the key
 
 
 def test_has_qkv_embeddings_by_family():
     assert plan.has_qkv_embeddings("vitviz_xcit_n12_p4_32_fsne", {})
     assert not plan.has_qkv_embeddings("vitviz_mixer_32", {"embed": "conv"})
+
+
+def test_the_speed_cache_is_not_taken_for_a_checkpoint(tmp_path):
+    from vitviz.overview import checkpoint_table
+    runs = tmp_path / "runs"
+    measure_train_speed("vitviz_vit_softmax_32", dict(depth=1, embed_dim=16, num_heads=2, patch_size=8), 10, "head",
+                        4, "cpu", runs_dir=runs)
+    table, problems = checkpoint_table(tmp_path)
+    assert problems == [] and table.empty

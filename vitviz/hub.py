@@ -27,7 +27,7 @@ import safetensors.torch
 from timm.models._hub import save_config_for_hf
 
 from . import checkpoints
-from .models import CATALOG
+from .catalog import CATALOG
 from .models._common import PAPERS, VITVIZ_LICENSE
 
 __all__ = ["export_hub", "model_card"]

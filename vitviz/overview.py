@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checkpoints import CheckpointError, check_weights_size, checkpoint_candidates, read_meta
+from .checkpoint_meta import CheckpointError, check_weights_size, checkpoint_candidates, read_meta
 from .locations import CHECKPOINT_DIR_ENV, default_checkpoint_dir, default_runs_dir  # noqa: F401  (re-exported)
-from .data.testsets import find_test_set, test_set_roots  # noqa: F401  (moved to vitviz.data; re-exported)
-from .models import list_variants, variant_info
-from .models.catalog import CATALOG
+from .catalog import CATALOG
 
 PREFERRED_FAMILIES = ("XCiT", "ViT")  # what the pickers open on: the papers' main models
 
 
 def variant_table() -> pd.DataFrame:
+    """Every registered variant with its family, paper, what differs and parameter count (imports the registry)."""
+    from .models import list_variants, variant_info
     rows = []
     for name in list_variants():
         info = variant_info(name)
@@ -36,7 +36,7 @@ def checkpoint_row(path: str | os.PathLike) -> dict:
     if entry is None and not _is_timm_model(meta["variant"]):
         raise CheckpointError(f"{Path(path).with_suffix('.json')}: unknown variant {meta['variant']!r} "
                               "(not registered with timm)")
-    info = entry.as_dict(with_params=False) if entry else {}
+    info = entry.as_dict() if entry else {}
     tc = meta.get("train_config") or {}
     metrics = meta.get("metrics") or {}
     return {
@@ -111,12 +111,20 @@ def default_pair(table: pd.DataFrame) -> tuple[str | None, str | None]:
     return paths[0], paths[min(1, len(paths) - 1)]
 
 
+def __getattr__(name):  # moved to vitviz.data.testsets; importable from here for one release, without torch up front
+    if name in ("find_test_set", "test_set_roots"):
+        from .data import testsets
+        return getattr(testsets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def finetune_datasets(meta: dict | None = None, data_root=None) -> list[dict]:
     """Datasets a fine-tune can use: each with its data directory, whether it is on disk, and its download size.
 
     The data directory comes first; a checkpoint's own training directory (e.g. cifar10-mini) is offered too.
     """
     from .data import DATASETS, data_dir, is_available
+    from .data.testsets import test_set_roots
     roots = [None] + [r for r in test_set_roots(meta or {}, data_root)[1:] if r]
     choices = []
     for name, info in DATASETS.items():

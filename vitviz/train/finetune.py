@@ -11,7 +11,7 @@ import torch
 from .. import checkpoints, models  # noqa: F401  (models: registers the variants with timm)
 from ..locations import portable_command, portable_path
 from ..data import DATASETS, ImageDataset, load_dataset
-from ..models.catalog import CATALOG
+from ..catalog import CATALOG
 from .config import TrainConfig
 from ..device import resolve_device
 from .engine import TrainResult, train

@@ -2,7 +2,8 @@
 
 `measure_train_speed` times real optimiser steps of the variant (the engine's precision and freeze policy,
 random weights: the cost does not depend on their values) on this device, and keeps the figure on disk
-(`<runs dir>/train_speed.json`, keyed by variant, options, scope, batch, device, threads and torch version),
+(`<runs dir>/train_speed.speeds`: JSON, but no `.json` name, which checkpoint listings would take for a
+checkpoint's metadata; keyed by variant, options, scope, batch, device, threads and torch version),
 so each machine measures each setting once (about a second on a 2-core CPU).
 
 `plan_finetune` turns a preset into a job's settings and its expected seconds:
@@ -48,7 +49,7 @@ class FinetunePlan:
 
 
 def _speed_cache(runs_dir: Path) -> Path:
-    return Path(runs_dir) / "train_speed.json"
+    return Path(runs_dir) / "train_speed.speeds"
 
 
 def _speed_key(variant, variant_kwargs, trainable, batch_size, device) -> str:

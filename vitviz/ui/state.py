@@ -18,7 +18,7 @@ from ..data import DATASETS
 from ..data.images import to_input
 from ..inspect import capture
 from ..data.testsets import find_test_set
-from ..overview import checkpoint_table, default_checkpoint_dir
+from .tables import _files_signature, checkpoint_dir, checkpoints_table  # noqa: F401  (re-exported)
 from ..device import device_name, resolve_device
 from ..resolve import Resolved, resolve
 
@@ -33,41 +33,11 @@ def device_label() -> str:
     return f"{device_name(dev)} ({dev.type})"
 
 
-def checkpoint_dir() -> Path:
-    return default_checkpoint_dir()
-
-
 def _mtime(path) -> float:
     try:
         return Path(path).stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _stat(path: Path) -> tuple:
-    try:
-        st_ = path.stat()
-        return st_.st_mtime_ns, st_.st_size
-    except OSError:
-        return None, None
-
-
-def _files_signature(directory: Path) -> tuple:
-    """What the checkpoint table depends on: every candidate's metadata and weights file, with time and size."""
-    return tuple((str(p), *_stat(p.with_suffix(".json")), *_stat(p))
-                 for p in checkpoints.checkpoint_candidates(directory, recursive=True))
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _checkpoints_table(directory: str, signature: tuple):
-    return checkpoint_table(directory)
-
-
-def checkpoints_table():
-    """(table, problems) of every checkpoint under the checkpoint directory: re-read when a file in it is added,
-    removed or changed (each run only stats the files)."""
-    directory = checkpoint_dir()
-    return _checkpoints_table(str(directory), _files_signature(directory))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -12,7 +12,8 @@ from ..data import load_dataset
 from ..data.images import ACCEPTED_FORMATS, ImageError, prepare, read_image, sample_photos
 from ..overview import preferred_checkpoint
 from .export_buttons import collect, static_downloads
-from .state import checkpoints_table, load_model, test_set, test_set_missing_note
+from .state import load_model, test_set, test_set_missing_note
+from .tables import checkpoints_table, show_table  # noqa: F401  (show_table re-exported)
 
 IMAGE_SOURCES = ("Test set", "Sample photo", "Digits", "Upload")
 
@@ -192,10 +193,3 @@ def show_figure(fig, name: str, key: str | None = None, **kwargs):
                        "text/html", key=None if key is None else f"{key}_html")
     static_downloads(fig, name, key)  # SVG / PDF / PNG, rendered on click (or why not available)
     collect("figure", fig, name)  # for the page's HTML report, if it makes one
-
-
-def show_table(df: pd.DataFrame, name: str, key: str | None = None, **kwargs):
-    st.dataframe(df, hide_index=True, key=key, **kwargs)
-    collect("table", df, name)
-    st.download_button("Download table (CSV)", lambda: df.to_csv(index=False), f"{name}.csv", "text/csv",
-                       key=None if key is None else f"{key}_csv")
