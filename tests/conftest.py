@@ -37,3 +37,14 @@ def app_env(checkpoint_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("VITVIZ_CHECKPOINT_DIR", str(checkpoint_dir))
     monkeypatch.setenv("VITVIZ_DATA_DIR", str(tmp_path / "data"))
     return checkpoint_dir
+
+
+@pytest.fixture
+def ckdir(checkpoint_dir, tmp_path):
+    """A private copy of the tiny checkpoints (so no other test's cache files are there)."""
+    import shutil
+    directory = tmp_path / "ck"
+    directory.mkdir()
+    for f in checkpoint_dir.glob("tiny_*"):
+        shutil.copy(f, directory / f.name)
+    return directory

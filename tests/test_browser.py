@@ -5,6 +5,7 @@ Skipped only when Chromium is not installed (CI installs it: see .ci/run).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -52,19 +53,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    checkpoint_dir = tmp_path_factory.mktemp("browser_checkpoints")
-    write_tiny_checkpoints(checkpoint_dir)
-    SERVED["checkpoints"] = checkpoint_dir
-    port = free_port()
-    env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(checkpoint_dir),
-               VITVIZ_DATA_DIR=str(tmp_path_factory.mktemp("data")), PYTHONPATH=str(ROOT))
+@contextlib.contextmanager
+def streamlit_server(checkpoint_dir, data_dir, **env_extra):
+    """`streamlit run app.py` from the repository (its .streamlit/config.toml applies) on a free port; the URL."""
+    env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(checkpoint_dir), VITVIZ_DATA_DIR=str(data_dir),
+               PYTHONPATH=str(ROOT), **env_extra)
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                             str(free_port()), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                              "--server.fileWatcherType", "none"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{proc.args[proc.args.index('--server.port') + 1]}"
     try:
         wait_healthy(url, proc)
         yield url
@@ -74,6 +72,15 @@ def server(tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    checkpoint_dir = tmp_path_factory.mktemp("browser_checkpoints")
+    write_tiny_checkpoints(checkpoint_dir)
+    SERVED["checkpoints"] = checkpoint_dir
+    with streamlit_server(checkpoint_dir, tmp_path_factory.mktemp("data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -369,41 +376,28 @@ def test_a_fresh_server_shows_the_apps_navigation_and_answers_every_page_path(tm
     from playwright.sync_api import sync_playwright
     checkpoint_dir = tmp_path_factory.mktemp("fresh_checkpoints")
     write_tiny_checkpoints(checkpoint_dir)
-    port = free_port()
-    env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(checkpoint_dir), VITVIZ_NO_WARM="1",
-               VITVIZ_DATA_DIR=str(tmp_path_factory.mktemp("fresh_data")), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     SHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        wait_healthy(url, proc)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            pg = browser.new_page(viewport={"width": 1500, "height": 1100})
-            pg.set_default_timeout(60_000)
-            pg.goto(url + "/zoo")
-            sidebars = []
-            deadline = time.time() + 60
-            while not pg.get_by_role("heading", name="Model zoo").count():  # every state until the page is drawn
-                sidebar = pg.locator('[data-testid="stSidebar"]')
-                sidebars.append(sidebar.inner_text() if sidebar.count() else "")
-                assert time.time() < deadline, f"no Zoo within 60 s: {pg.locator('body').inner_text()[:500]}"
-                pg.wait_for_timeout(100)
-            pg.screenshot(path=str(SHOTS / "fresh_server_first_view.png"))
-            sidebar = pg.locator('[data-testid="stSidebar"]').inner_text()
-            sidebars.append(sidebar)
-            assert all(not any(raw in text.lower() for raw in RAW_LISTING) for text in sidebars), sidebars
-            assert all(title in sidebar for title in ("Zoo", "Attention", "Q/K/V codes & weights", "Per-class"))
-            assert not pg.get_by_text("Page not found").count()
-            for path, title in [("", "Model zoo"), *LEGACY_PATHS.items()]:
-                pg.goto(f"{url}/{path}")
-                pg.get_by_role("heading", name=title).first.wait_for()
-                assert not pg.get_by_text("Page not found").count(), path
-            browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with streamlit_server(checkpoint_dir, tmp_path_factory.mktemp("fresh_data"), VITVIZ_NO_WARM="1") as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+        pg.set_default_timeout(60_000)
+        pg.goto(url + "/zoo")
+        sidebars = []
+        deadline = time.time() + 60
+        while not pg.get_by_role("heading", name="Model zoo").count():  # every state until the page is drawn
+            sidebar = pg.locator('[data-testid="stSidebar"]')
+            sidebars.append(sidebar.inner_text() if sidebar.count() else "")
+            assert time.time() < deadline, f"no Zoo within 60 s: {pg.locator('body').inner_text()[:500]}"
+            pg.wait_for_timeout(100)
+        pg.screenshot(path=str(SHOTS / "fresh_server_first_view.png"))
+        sidebar = pg.locator('[data-testid="stSidebar"]').inner_text()
+        sidebars.append(sidebar)
+        assert all(not any(raw in text.lower() for raw in RAW_LISTING) for text in sidebars), sidebars
+        assert all(title in sidebar for title in ("Zoo", "Attention", "Q/K/V codes & weights", "Per-class"))
+        assert not pg.get_by_text("Page not found").count()
+        for path, title in [("", "Model zoo"), *LEGACY_PATHS.items()]:
+            pg.goto(f"{url}/{path}")
+            pg.get_by_role("heading", name=title).first.wait_for()
+            assert not pg.get_by_text("Page not found").count(), path
+        browser.close()

@@ -7,7 +7,6 @@ the key, or it is listed below as not changing the numbers, with the reason.
 import dataclasses
 import inspect
 import json
-import shutil
 
 import pytest
 
@@ -45,15 +44,6 @@ def test_every_parameter_of_an_analysis_is_in_its_key_or_named_harmless(kind):
                if p.name == "count"]
     names = {KEY_OF.get(p.name, p.name) for p in params} - set(NOT_IN_KEY)
     assert names == set(result_cache.KEYS[kind]), (kind, names)
-
-
-@pytest.fixture
-def ckdir(checkpoint_dir, tmp_path):
-    directory = tmp_path / "ck"
-    directory.mkdir()
-    for f in checkpoint_dir.glob("tiny_*"):
-        shutil.copy(f, directory / f.name)
-    return directory
 
 
 def pair(ckdir):

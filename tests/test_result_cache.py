@@ -2,11 +2,9 @@
 on a hit (counted with a spy, not timed), misses when the weights, the settings or the image source change, and
 nothing a checkpoint listing would mistake for a checkpoint."""
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from vitviz import checkpoints
 from vitviz.data.images import to_input
@@ -14,16 +12,6 @@ from vitviz.inspect import result_cache
 from vitviz.inspect.pathways import pathway_cka, pathway_drift, probe_images
 from vitviz.inspect.representations import checkpoint_cka
 from vitviz.overview import checkpoint_table
-
-
-@pytest.fixture
-def ckdir(checkpoint_dir, tmp_path):
-    """A private copy of the tiny checkpoints (so no other test's cache files are there)."""
-    directory = tmp_path / "ck"
-    directory.mkdir()
-    for f in checkpoint_dir.glob("tiny_*"):
-        shutil.copy(f, directory / f.name)
-    return directory
 
 
 def spy(monkeypatch, name):
