@@ -86,21 +86,23 @@ def browser_timings(directory: Path, repeats: int, server: str = "streamlit run 
         return {"skipped": "chromium not installed"}
     port = free_port()
     env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(directory), PYTHONPATH=str(ROOT))
-    started = time.perf_counter()
-    proc = subprocess.Popen(SERVERS[server](port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     out = {}
+    proc = None
     try:
-        wait_healthy(url, proc)
-        out["server_start_s"] = time.perf_counter() - started
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # before the launch: not timed
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(120_000)
+            started = time.perf_counter()  # the user's command
+            proc = subprocess.Popen(SERVERS[server](port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.STDOUT)
+            wait_healthy(url, proc, poll=0.05)
+            out["server_start_s"] = time.perf_counter() - started
             start = time.perf_counter()
             page.goto(url)
             page.locator('[data-testid="stDataFrame"]').first.wait_for()
+            out["launch_to_zoo_table_s"] = time.perf_counter() - started  # launch -> the Zoo's table drawn
             page.wait_for_function(DRAWN)  # lazily loaded widgets and charts drawn too (bench/browser_idle.py)
             out["first_render_s"] = time.perf_counter() - start
             if not interactions:
@@ -145,8 +147,9 @@ def browser_timings(directory: Path, repeats: int, server: str = "streamlit run 
             out["head_change_ms"] = 1000 * float(np.median(head_times))
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
     return out
 
 
@@ -174,8 +177,13 @@ def main() -> int:
              f"`{result['command']}`", "", "| measure | target | measured |", "|---|---|---|"]
     for name, timing in (("streamlit run app.py", web), ("python -m vitviz app", launched)):
         if "first_render_s" in timing:
+            lines.append(f"| launch to the Zoo's table drawn, `{name}` | ≤ 5 s | "
+                         f"{timing['launch_to_zoo_table_s']:.2f} s |")
             lines.append(f"| first page render, `{name}` (server up after {timing['server_start_s']:.1f} s) | ≤ 3 s | "
                          f"{timing['first_render_s']:.2f} s |")
+    if "launch_to_zoo_table_s" in web and "launch_to_zoo_table_s" in launched:
+        lines.append(f"| launch to Zoo, `python -m vitviz app` / `streamlit run app.py` | | "
+                     f"{launched['launch_to_zoo_table_s'] / web['launch_to_zoo_table_s']:.2f} |")
     if "layer_change_ms" in web:
         lines += [f"| layer change (Attention, vit_softmax_32) | ≤ 300 ms | {web['layer_change_ms']:.0f} ms |",
                   f"| head change (Attention, vit_softmax_32) | ≤ 300 ms | {web['head_change_ms']:.0f} ms |"]

@@ -39,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90, poll: float = 0.5) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -49,7 +49,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
                 if r.status == 200:
                     return
         except OSError:
-            time.sleep(0.5)
+            time.sleep(poll)
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
 
 
@@ -369,18 +369,16 @@ LEGACY_PATHS = {"zoo": "Model zoo", "attention": "Attention", "cross_covariance"
 RAW_LISTING = ("codes weights", "cross covariance", "per class", "finetune")  # Streamlit's names of pages/ files
 
 
-def test_a_fresh_server_shows_the_apps_navigation_and_answers_every_page_path(tmp_path_factory):
+def test_a_fresh_server_shows_the_apps_navigation_and_answers_every_page_path(page, tmp_path_factory):
     """The first visit of a fresh server (the first request a page path, as a bookmark would be): the sidebar is
     the app's own navigation from the first screenshot on, never the pages/ file listing; no "Page not found";
     then every path the app has shown answers with its page."""
-    from playwright.sync_api import sync_playwright
     checkpoint_dir = tmp_path_factory.mktemp("fresh_checkpoints")
     write_tiny_checkpoints(checkpoint_dir)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(checkpoint_dir, tmp_path_factory.mktemp("fresh_data"), VITVIZ_NO_WARM="1") as url, \
-            sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        pg = browser.new_page(viewport={"width": 1500, "height": 1100})
+    with streamlit_server(checkpoint_dir, tmp_path_factory.mktemp("fresh_data"), VITVIZ_NO_WARM="1") as url:
+        context = page.context.browser.new_context(viewport={"width": 1500, "height": 1100})  # the module's browser
+        pg = context.new_page()
         pg.set_default_timeout(60_000)
         pg.goto(url + "/zoo")
         sidebars = []
@@ -400,4 +398,4 @@ def test_a_fresh_server_shows_the_apps_navigation_and_answers_every_page_path(tm
             pg.goto(f"{url}/{path}")
             pg.get_by_role("heading", name=title).first.wait_for()
             assert not pg.get_by_text("Page not found").count(), path
-        browser.close()
+        context.close()

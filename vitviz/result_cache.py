@@ -37,6 +37,8 @@ __all__ = ["FORMAT_VERSION", "SUFFIX", "weights_sha", "image_source_key", "cache
 FORMAT_VERSION = 1
 SUFFIX = ".analysis"
 FOLDER = ("runs", "analyses")
+#: results shipped with the checkpoints (tracked in git, beside them): read when the runs/ cache has none
+SHIPPED_FOLDER = ("analyses",)
 #: What each kind's result depends on besides the checkpoints' weights (their sha256 is in the file name):
 #: the settings its key holds. "images" is where the images come from (`image_source_key` of `data_root`).
 KEYS = {"pathway_cka": ("count", "images"), "pathway_drift": ("count", "images"),
@@ -81,15 +83,36 @@ def cache_path(kind: str, paths: Sequence, settings: dict, metas: Sequence[dict 
     return first.parent.joinpath(*FOLDER, kind, "__".join(parts) + f"-{_settings_key(settings)}{SUFFIX}")
 
 
+def shipped_path(kind: str, paths: Sequence, settings: dict, metas: Sequence[dict | None] | None = None) -> Path:
+    """Where a result shipped with the checkpoints lies: `<checkpoint dir>/analyses/<kind>/` (tracked), named as
+    in the runs/ cache, so a checkpoint retrained under the same name (another sha256) never finds it."""
+    here = cache_path(kind, paths, settings, metas)
+    return here.parents[len(FOLDER) + 1].joinpath(*SHIPPED_FOLDER, kind, here.name)
+
+
 def load(kind: str, paths: Sequence, settings: dict, metas=None) -> dict | None:
-    """The stored payload, or None (not computed yet, unreadable or from another format version)."""
-    try:
-        data = json.loads(cache_path(kind, paths, settings, metas).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        return None
-    return data.get("payload")
+    """The stored payload (computed here earlier, else shipped with the checkpoints), or None (not computed yet,
+    unreadable or from another format version)."""
+    for target in (cache_path(kind, paths, settings, metas), shipped_path(kind, paths, settings, metas)):
+        try:
+            data = json.loads(target.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("format_version") == FORMAT_VERSION:
+            return data.get("payload")
+    return None
+
+
+def ship(kind: str, paths: Sequence, settings: dict, metas=None) -> Path:
+    """Copy a computed result into the shipped folder (for the shipped checkpoints: `bench/ship_analyses.py`)."""
+    source, target = cache_path(kind, paths, settings, metas), shipped_path(kind, paths, settings, metas)
+    if not source.exists() and target.exists():  # shipped already (the result was read from there)
+        return target
+    record = json.loads(source.read_text())
+    record["checkpoints"] = [Path(p).name for p in record.get("checkpoints", [])]  # no machine's paths
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, separators=(",", ":")))
+    return target
 
 
 def store(kind: str, paths: Sequence, settings: dict, payload: dict, metas=None) -> Path | None:

@@ -60,7 +60,10 @@ def probe_images(meta: dict, count: int = 256, data_root=None) -> tuple[np.ndarr
 
 def image_source_key(meta: dict, data_root=None) -> str:
     """Where `probe_images(meta, ..., data_root)` takes its images from, cheaply (no image is read): the first
-    directory that holds the checkpoint's test set, or "digits" (scikit-learn's bundled digits)."""
+    directory that holds the checkpoint's test set, or "digits" (scikit-learn's bundled digits). The directory is
+    written portably (relative to the repository when inside it or in the shared/ folder beside it), so a result
+    keyed by it means the same on another clone."""
+    from ..locations import portable_path
     from .paths import resolve_root
 
     name = meta.get("dataset")
@@ -69,5 +72,5 @@ def image_source_key(meta: dict, data_root=None) -> str:
             return f"{name} (bundled)"
         for root in test_set_roots(meta, data_root):
             if is_available(name, root):
-                return f"{name} at {resolve_root(root)}"
+                return f"{name} at {portable_path(resolve_root(root))}"
     return "digits (bundled)"

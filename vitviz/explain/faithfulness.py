@@ -372,13 +372,25 @@ def cache_path(checkpoint, settings: Settings, meta: dict | None = None, data_ro
     return path.parent / "runs" / "faithfulness" / name
 
 
+def shipped_path(checkpoint, settings: Settings, meta: dict | None = None, data_root=None) -> Path:
+    """Where a result shipped with the checkpoints lies: `<checkpoint dir>/analyses/faithfulness/` (tracked), under
+    the cache's name (weights sha256 and settings in it)."""
+    here = cache_path(checkpoint, settings, meta, data_root)
+    return here.parents[2] / "analyses" / "faithfulness" / here.name
+
+
 def load_cached(checkpoint, settings: Settings, data_root=None) -> dict | None:
-    """The cached result of `checkpoint` under `settings` on the images of `data_root`, or None."""
-    target = cache_path(checkpoint, settings, data_root=data_root)
-    try:
-        return json.loads(target.read_text())
-    except (OSError, ValueError):
-        return None
+    """The cached result of `checkpoint` under `settings` on the images of `data_root` (computed here, else
+    shipped with the checkpoints), or None."""
+    for target in (cache_path(checkpoint, settings, data_root=data_root),
+                   shipped_path(checkpoint, settings, data_root=data_root)):
+        try:
+            found = json.loads(target.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict) and found.get("format_version") == FORMAT_VERSION:
+            return found
+    return None
 
 
 def _write_json(path: Path, data: dict) -> None:
