@@ -13,6 +13,7 @@ finds the old result. Prints the shipped files and their total size.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,9 @@ def main(argv=None) -> int:
                 if not source.exists():
                     fa.run_faithfulness(r, settings)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read_bytes())
+                found = json.loads(source.read_text())
+                found["checkpoint_path"] = Path(found.get("checkpoint_path", "")).name  # no machine's paths
+                target.write_text(json.dumps(found))
             shipped.append(target)
         print(f"{Path(path).stem}: {time.perf_counter() - start:.0f} s", flush=True)
     for a, b, _ in qkv_embedding_pairs({q: read_meta(q)["variant"] for q in paths}):
