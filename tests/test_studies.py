@@ -79,3 +79,50 @@ def test_per_class_differences_are_pooled_over_seeds():
     assert table.loc["c0", "n"] == 100 and table.loc["c0", "b_only_a_right"] == 40
     assert table.loc["c0", "difference"] == pytest.approx(-0.4) and table.loc["c0", "significant"]
     assert not table.loc["c1", "significant"]
+
+
+def test_a_study_runs_every_arm_and_seed_once_and_decides(tmp_path, capsys):
+    import json
+
+    from vitviz.cli import main as cli_main
+    from vitviz.studies.study import load_spec, pending_runs
+    tiny = dict(depth=1, embed_dim=16, num_heads=2, patch_size=8)
+    spec = {"name": "tiny", "claim": "performer >= softmax in test accuracy", "baseline": "softmax",
+            "candidate": "performer", "direction": ">=", "seeds": [0, 1], "dataset": "digits",
+            "arms": {"softmax": {"variant": "vitviz_vit_softmax_32", "variant_kwargs": tiny},
+                     "performer": {"variant": "vitviz_vit_performer_32", "variant_kwargs": tiny}},
+            "recipe": {"epochs": 0.1, "batch_size": 64, "warmup_epochs": 0}, "note": "a test-sized budget"}
+    path = tmp_path / "study" / "spec.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(spec))
+    assert cli_main(["study", "run", str(path)]) == 0
+    assert "[4/4] performer, seed 1" in capsys.readouterr().out
+    assert pending_runs(load_spec(path)) == []
+    result = json.loads((path.parent / "result.json").read_text())
+    assert set(result["arms"]) == {"softmax", "performer"} and result["missing_runs"] == []
+    assert result["verdict"]["verdict"] in ("holds", "contradicted", "inconclusive at this budget")
+    assert result["verdict"]["seeds"] == [0, 1] and len(result["per_class"]) == 10
+    runs = sorted(p.name for p in (path.parent / "runs").glob("*.json"))
+    assert runs == ["performer_seed0.json", "performer_seed1.json", "softmax_seed0.json", "softmax_seed1.json"]
+    seeds = {json.loads((path.parent / "runs" / r).read_text())["train_config"]["seed"] for r in runs}
+    assert seeds == {0, 1}
+    before = {r: (path.parent / "runs" / r).stat().st_mtime_ns for r in runs}
+    assert cli_main(["study", "run", str(path)]) == 0  # a rerun skips the finished runs
+    assert {r: (path.parent / "runs" / r).stat().st_mtime_ns for r in runs} == before
+    assert cli_main(["study", "show", str(path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown["verdict"] == result["verdict"]
+
+
+def test_a_bad_spec_is_refused_with_its_file_and_what_is_wrong(tmp_path):
+    import json
+
+    from vitviz.studies.study import load_spec
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"name": "x", "claim": "c", "baseline": "a", "candidate": "zz", "seeds": [0],
+                                "dataset": "digits", "arms": {"a": {"variant": "v"}}, "recipe": {"lr": 1}}))
+    with pytest.raises(ValueError) as info:
+        load_spec(path)
+    text = str(info.value)
+    assert str(path) in text and "at least two arms" in text and "candidate 'zz'" in text
+    assert "two different seeds" in text

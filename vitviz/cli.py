@@ -449,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="data directory (default: $VITVIZ_DATA_DIR or ./data)")
     p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print JSON (matrices, matching-depth CKA, images)")
+    p = command("study", "check a paper's claim over seeds: train every arm x seed of a study spec, then decide")
+    studies = p.add_subparsers(dest="study_command", required=True, metavar="{run,show}")
+    q = studies.add_parser("run", help="train the runs a study still lacks (one process each), then decide",
+                           description="Train every arm x seed of the study that has no checkpoint yet (a stopped "
+                                       "run continues from its resume state), then write result.json.",
+                           formatter_class=HELP)
+    q.add_argument("spec", help="the study's JSON spec (its folder holds the runs and the result)")
+    q = studies.add_parser("show", help="the study's result: per-arm accuracy, verdict, per-class differences",
+                           description="The study's result from the runs done so far.", formatter_class=HELP)
+    q.add_argument("spec", help="the study's JSON spec")
+    q.add_argument("--json", action="store_true", help="print JSON")
     _jobs_parser(sub)
     return parser
 
@@ -536,10 +547,28 @@ def cmd_representations(args, argv) -> int:
     return 0
 
 
+def cmd_study(args, argv) -> int:
+    from .studies.study import load_spec, run_study, study_result
+    spec = load_spec(args.spec)
+    if args.study_command == "run":
+        result = run_study(spec, progress=lambda text: print(text, flush=True))
+    else:
+        result = study_result(spec)
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+        return 0
+    for arm, a in result["arms"].items():
+        print(f"{arm:>12s}: {a['mean']:.2%} [{a['ci_low']:.2%}, {a['ci_high']:.2%}] over seeds {a['seeds']}")
+    print(result.get("verdict_sentence", "no verdict yet: fewer than two seeds run in both arms"))
+    if result["missing_runs"]:
+        print(f"missing runs: {', '.join(result['missing_runs'])}")
+    return 0
+
+
 COMMANDS = {"app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,
             "train": cmd_train, "finetune": cmd_finetune, "eval": cmd_eval, "train-zoo": cmd_train_zoo,
             "jobs": cmd_jobs, "export-hub": cmd_export_hub, "faithfulness": cmd_faithfulness,
-            "representations": cmd_representations}
+            "representations": cmd_representations, "study": cmd_study}
 
 
 def _user_error(exc: Exception) -> bool:
