@@ -126,3 +126,16 @@ def test_a_bad_spec_is_refused_with_its_file_and_what_is_wrong(tmp_path):
     text = str(info.value)
     assert str(path) in text and "at least two arms" in text and "candidate 'zz'" in text
     assert "two different seeds" in text
+
+
+def test_every_shipped_study_spec_loads_and_names_registered_variants():
+    from pathlib import Path
+
+    from vitviz.catalog import CATALOG
+    from vitviz.studies.study import load_spec
+    specs = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*/spec.json"))
+    assert len(specs) >= 2
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.name == path.parent.name and len(spec.seeds) >= 3
+        assert all(a["variant"] in CATALOG for a in spec.arms.values()), path
