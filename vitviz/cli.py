@@ -273,7 +273,7 @@ def cmd_train_zoo(args, argv) -> int:
             cmd += ["--state", str(state)]
             if state.exists() and not args.fresh:  # a stopped run continues; a foreign state is refused
                 cmd += ["--resume", str(state)]
-            log = open(out_dir / f"{name}.log", "w")
+            log = open(out_dir / f"{name}.log", "a" if "--resume" in cmd else "w")  # a resumed run keeps its log
             env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
             running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
             print(f"started {name}", flush=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from .imports import import_heavy
+
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 PAGE_LIST = [  # (file, title, icon)
     ("zoo.py", "Zoo", ":material/apps:"),
@@ -29,6 +31,7 @@ PAGE_LIST = [  # (file, title, icon)
     ("efficiency.py", "Efficiency", ":material/speed:"),
     ("finetune.py", "Fine-tune", ":material/tune:"),
 ]
+LIGHT_PATHS = ("", "home", "zoo")  # pages drawn without torch (the Zoo at / and at /zoo)
 
 
 def app_pages() -> list:
@@ -53,7 +56,10 @@ def run_app() -> None:
     with st.sidebar:
         for p in pages:
             st.page_link(p)
+    if page.url_path not in LIGHT_PATHS:
+        import_heavy()  # before the page's own imports: never two threads importing the library at once
     page.run()
+    import_heavy()  # what follows (the device caption) needs torch
     from .preload import preload_plotly
     from .state import device_label
     from .warm import warm_in_background

@@ -31,14 +31,8 @@ def warm_up(log=print) -> dict:
         log(f"warm-up: {name} {seconds[name]:.1f} s")
 
     def imports():
-        import plotly.graph_objects  # noqa: F401
-        import streamlit  # noqa: F401
-
-        import vitviz.figures  # noqa: F401
-        import vitviz.inspect  # noqa: F401
-        import captum.attr  # noqa: F401  (about 2 s, else paid by the Attributions page's first view)
-        import vitviz.models  # noqa: F401
-        import vitviz.ui  # noqa: F401
+        from .imports import import_heavy
+        import_heavy()  # torch, timm, captum (about 2 s, else paid by the Attributions page's first view), ...
         import vitviz.ui.evaluations  # noqa: F401
         import vitviz.ui.jobs_view  # noqa: F401
 
