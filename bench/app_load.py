@@ -2,9 +2,12 @@
 page's first view (target <= 2 s).
 
 python bench/app_load.py [--sessions 8] [--rounds 3] [--checkpoint-dir checkpoints] [--part both|load|pages] [--dwell S]
+                         [--server streamlit|launcher] [--app-root DIR]
 
-Starts the app with the launcher (`python -m vitviz app --address 127.0.0.1 --port <free port>`, shipped
-checkpoints), drives it with one headless Chromium (Debian's package) via Playwright's async API; only
+Starts the app with the README's command (`streamlit run app.py`, on 127.0.0.1 and a free port; `--server
+launcher`: `python -m vitviz app`) on the shipped checkpoints, from this repository or from `--app-root` (another
+checkout, e.g. a git worktree of an older commit, for a before/after with this same script), drives it with one
+headless Chromium (Debian's package) via Playwright's async API; only
 127.0.0.1 traffic, a bounded number of rounds and a wall-clock budget (--budget-s), then it stops.
 
 * pages: a fresh server, one session visits every page of the app in turn (the sidebar order), then every
@@ -248,12 +251,23 @@ async def compare_round(page, out: Timed, session: int, rnd: int, label: str):
                 label=label)
 
 
+SERVER = {"kind": "streamlit", "root": ROOT}  # set by main(): which command starts the app, from which checkout
+
+
+def server_command(port: int) -> list[str]:
+    if SERVER["kind"] == "launcher":
+        return [sys.executable, "-m", "vitviz", "app", "--address", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
+            str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+
+
 def start_server(directory: Path):
     port = free_port()
-    env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(directory), PYTHONPATH=str(ROOT))
+    root = Path(SERVER["root"])
+    env = dict(os.environ, VITVIZ_CHECKPOINT_DIR=str(directory), PYTHONPATH=str(root))
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "vitviz", "app", "--address", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(server_command(port), cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)
     return proc, url, time.perf_counter() - started
@@ -364,7 +378,8 @@ def report(result: dict) -> str:
                   f"{load['rounds']} rounds each (rounds done per session: {load['rounds_done']}; no new round starts "
                   f"after the --budget-s) of Attention (open, choose checkpoint, choose Digits, change "
                   f"image, move layer slider) and Compare (open, change checkpoints, change image); server "
-                  f"`python -m vitviz app` on 127.0.0.1; {load['wall_s']:.0f} s in all. Latency: from the "
+                  f"`{result.get('server', 'python -m vitviz app')}` on 127.0.0.1; {load['wall_s']:.0f} s in all. "
+                  "Latency: from the "
                   "action until the rerun it started has finished and its output is drawn (bench/browser_idle.py; "
                   "the layer slider is client-side: until plotly shows the layer).", "",
                   "| interaction | n | p50 | p95 | max |", "|---|---|---|---|---|"]
@@ -386,6 +401,8 @@ def report(result: dict) -> str:
                   + (f"The tour starts {pages['dwell_s']:g} s after the opening page (the Zoo) was drawn. "
                      if pages.get("dwell_s") else "The tour starts as soon as the opening page (the Zoo) is drawn. ")
                   + "Target ≤ 2 s.", "",
+                  f"Server: `{result.get('server', 'python -m vitviz app')}`"
+                  + (f", from `{result['app_root']}`" if result.get("app_root") else "") + ".", "",
                   "| page | first view | second view | ≤ 2 s? |", "|---|---|---|---|"]
         by = {(v["page"], v["visit"]): v for v in pages["visits"]}
         for title in PAGE_TITLES:
@@ -413,7 +430,11 @@ def main() -> int:
     parser.add_argument("--no-results", action="store_true", help="print only; do not append to RESULTS.md")
     parser.add_argument("--dwell", type=float, default=0.0,
                         help="pages: seconds on the opening page before the tour (a user reading the Zoo)")
+    parser.add_argument("--server", choices=["streamlit", "launcher"], default="streamlit",
+                        help="streamlit: the README's `streamlit run app.py`; launcher: `python -m vitviz app`")
+    parser.add_argument("--app-root", default=None, help="run the app from this checkout (default: this one)")
     args = parser.parse_args()
+    SERVER.update(kind=args.server, root=Path(args.app_root).resolve() if args.app_root else ROOT)
     if CHROMIUM is None:
         print("chromium not installed")
         return 1
@@ -421,6 +442,9 @@ def main() -> int:
     os.environ["VITVIZ_CHECKPOINT_DIR"] = str(directory)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"CPU, {os.cpu_count()} cores",
               "command": "python bench/app_load.py " + " ".join(sys.argv[1:])}
+    result["server"] = "streamlit run app.py" if args.server == "streamlit" else "python -m vitviz app"
+    if args.app_root:
+        result["app_root"] = args.app_root
     result["analyses_cached"] = analyses_on_disk(directory)
     result["loadavg"] = {"start": os.getloadavg()[0]}
     if args.part in ("both", "pages"):

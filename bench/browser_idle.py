@@ -22,5 +22,7 @@ DRAWN_JS = """(
 # as a function for page.wait_for_function / page.evaluate
 DRAWN = "() => " + DRAWN_JS
 
-#: the app's own navigation links in the sidebar (vitviz/ui/navigation.py: st.page_link, titles and icons)
-NAV_LINKS = '[data-testid="stSidebar"] [data-testid="stPageLink"]'
+#: the app's own navigation links in the sidebar (vitviz/ui/navigation.py: st.page_link, titles and icons), or
+#: Streamlit's sidebar navigation, which the app used before (so a before/after run can drive an older checkout)
+NAV_LINKS = ('[data-testid="stSidebar"] [data-testid="stPageLink"], '
+             '[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
