@@ -87,8 +87,7 @@ def jobs_panel():
         st.caption("No jobs yet.")
     for job in jobs[:20]:
         with st.container(border=True):
-            st.markdown(f"**{job.id}** · `{job.state}` · {job.spec['dataset']} · from "
-                        f"`{job.spec['checkpoint'].rsplit('/', 1)[-1]}`")
+            st.markdown(f"**{job.id}** · `{job.state}` · {job.label}")
             if job.state in ("queued", "running"):
                 st.progress(job.progress, text=f"step {job.step}/{job.total_steps or '?'}{_eta(job.eta_seconds)}"
                             + (f" · loss {job.loss:.3f}" if job.loss is not None else ""))
@@ -116,7 +115,7 @@ def jobs_panel():
                                                           log_y=False), key=f"curve_{job.id}_{len(job.history)}")
             if job.state == "done" and job.checkpoint:
                 st.caption(f"checkpoint: {job.checkpoint}")
-                if st.button("Compare with its parent on Per-class", key=f"compare_{job.id}"):
+                if job.spec.get("kind", "finetune") == "finetune" and st.button("Compare with its parent on Per-class", key=f"compare_{job.id}"):
                     compare_with_parent(job)
 
 

@@ -81,37 +81,89 @@ def test_per_class_differences_are_pooled_over_seeds():
     assert not table.loc["c1", "significant"]
 
 
-def test_a_study_runs_every_arm_and_seed_once_and_decides(tmp_path, capsys):
-    import json
+TINY = dict(depth=1, embed_dim=16, num_heads=2, patch_size=8)
 
-    from vitviz.cli import main as cli_main
-    from vitviz.studies.study import load_spec, pending_runs
-    tiny = dict(depth=1, embed_dim=16, num_heads=2, patch_size=8)
+
+def write_tiny_study(folder, seeds=(0, 1), **changes):
+    import json
     spec = {"name": "tiny", "claim": "performer >= softmax in test accuracy", "baseline": "softmax",
-            "candidate": "performer", "direction": ">=", "seeds": [0, 1], "dataset": "digits",
-            "arms": {"softmax": {"variant": "vitviz_vit_softmax_32", "variant_kwargs": tiny},
-                     "performer": {"variant": "vitviz_vit_performer_32", "variant_kwargs": tiny}},
-            "recipe": {"epochs": 0.1, "batch_size": 64, "warmup_epochs": 0}, "note": "a test-sized budget"}
-    path = tmp_path / "study" / "spec.json"
-    path.parent.mkdir()
+            "candidate": "performer", "direction": ">=", "seeds": list(seeds), "dataset": "digits",
+            "arms": {"softmax": {"variant": "vitviz_vit_softmax_32", "variant_kwargs": TINY},
+                     "performer": {"variant": "vitviz_vit_performer_32", "variant_kwargs": TINY}},
+            "recipe": {"epochs": 0.1, "batch_size": 64, "warmup_epochs": 0}, "note": "a test-sized budget",
+            **changes}
+    path = folder / "spec.json"
+    folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec))
-    assert cli_main(["study", "run", str(path)]) == 0
-    assert "[4/4] performer, seed 1" in capsys.readouterr().out
-    assert pending_runs(load_spec(path)) == []
+    return path
+
+
+def check_finished_study(path):
+    import json
     result = json.loads((path.parent / "result.json").read_text())
     assert set(result["arms"]) == {"softmax", "performer"} and result["missing_runs"] == []
     assert result["verdict"]["verdict"] in ("holds", "contradicted", "inconclusive at this budget")
     assert result["verdict"]["seeds"] == [0, 1] and len(result["per_class"]) == 10
     runs = sorted(p.name for p in (path.parent / "runs").glob("*.json"))
     assert runs == ["performer_seed0.json", "performer_seed1.json", "softmax_seed0.json", "softmax_seed1.json"]
-    seeds = {json.loads((path.parent / "runs" / r).read_text())["train_config"]["seed"] for r in runs}
-    assert seeds == {0, 1}
+    metas = {r: json.loads((path.parent / "runs" / r).read_text()) for r in runs}
+    assert {r: m["train_config"]["seed"] for r, m in metas.items()} == {
+        "performer_seed0.json": 0, "performer_seed1.json": 1, "softmax_seed0.json": 0, "softmax_seed1.json": 1}
+    assert all(m["variant_kwargs"] == TINY and m["train_config"]["epochs"] == 0.1 for m in metas.values())
+    assert not list((path.parent / "runs").glob("*.resume.safetensors"))  # finished runs leave no state
+    return result, runs
+
+
+def test_a_study_runs_every_arm_and_seed_once_through_the_job_queue_and_decides(tmp_path, capsys):
+    import json
+
+    from vitviz.cli import main as cli_main
+    from vitviz.studies.runner import study_jobs, study_status
+    from vitviz.studies.study import load_spec, pending_runs
+    from vitviz.train.jobs import JobStore
+    path = write_tiny_study(tmp_path / "study")
+    queue = tmp_path / "queue"
+    assert cli_main(["study", "run", str(path), "--runs-dir", str(queue)]) == 0
+    out = capsys.readouterr().out
+    assert "4/4 runs done" in out and "0/4 runs done" in out
+    spec = load_spec(path)
+    assert pending_runs(spec) == []
+    result, runs = check_finished_study(path)
+    store = JobStore(queue)  # every run went through the queue, as a "train" job of this study
+    jobs = study_jobs(spec, store)
+    assert sorted(jobs) == sorted(spec.runs()) and all(j.state == "done" for j in jobs.values())
+    assert all(j.label.startswith("train vitviz_vit_") for j in jobs.values())
+    status = study_status(spec, store)
+    assert (status.done, status.total, status.active, status.eta_seconds) == (4, 4, False, None)
     before = {r: (path.parent / "runs" / r).stat().st_mtime_ns for r in runs}
-    assert cli_main(["study", "run", str(path)]) == 0  # a rerun skips the finished runs
+    assert cli_main(["study", "run", str(path), "--runs-dir", str(queue)]) == 0  # a rerun skips finished runs
     assert {r: (path.parent / "runs" / r).stat().st_mtime_ns for r in runs} == before
-    assert cli_main(["study", "show", str(path), "--json"]) == 0
+    assert len(store.list()) == 4
+    capsys.readouterr()
+    assert cli_main(["study", "show", str(path), "--json", "--runs-dir", str(queue)]) == 0
     shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert shown["verdict"] == result["verdict"]
+    assert shown["verdict"] == result["verdict"] and shown["progress"]["done"] == 4
+
+
+def test_a_study_runs_through_submitit_local_executor_and_a_crashed_run_fails_alone(tmp_path, capsys):
+    import json
+
+    from vitviz.cli import main as cli_main
+    from vitviz.studies.study import load_spec, pending_runs
+    path = write_tiny_study(tmp_path / "study")
+    spec = load_spec(path)
+    broken = spec.state_path("performer", 1)  # a corrupt resume state: this run fails, the other three train
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a resume state")
+    assert cli_main(["study", "run", str(path), "--executor", "local"]) == 1
+    out = capsys.readouterr().out
+    assert "run performer seed 1 failed" in out and "log:" in out, out
+    assert pending_runs(spec) == [("performer", 1)]
+    result = json.loads((path.parent / "result.json").read_text())
+    assert result["missing_runs"] == ["performer seed 1"] and "verdict" not in result  # one paired seed: no verdict
+    broken.unlink()
+    assert cli_main(["study", "run", str(path), "--executor", "local"]) == 0  # only the missing run trains
+    check_finished_study(path)
 
 
 def test_a_bad_spec_is_refused_with_its_file_and_what_is_wrong(tmp_path):
@@ -139,3 +191,81 @@ def test_every_shipped_study_spec_loads_and_names_registered_variants():
         spec = load_spec(path)
         assert spec.name == path.parent.name and len(spec.seeds) >= 3
         assert all(a["variant"] in CATALOG for a in spec.arms.values()), path
+
+
+def test_a_study_whose_runs_would_fail_is_refused_before_any_run_naming_the_field(tmp_path):
+    from vitviz.studies.runner import submit_study
+    from vitviz.studies.study import check_spec, load_spec
+    from vitviz.train.jobs import JobStore
+    cases = {
+        "unknown variant": ({"arms": {"softmax": {"variant": "vitviz_vit_nope_32"},
+                                      "performer": {"variant": "vitviz_vit_performer_32", "variant_kwargs": TINY}}},
+                            "arms.softmax.variant: 'vitviz_vit_nope_32' is not a registered variant"),
+        "unknown option": ({"arms": {"softmax": {"variant": "vitviz_vit_softmax_32", "variant_kwargs": {"nope": 1}},
+                                     "performer": {"variant": "vitviz_vit_performer_32", "variant_kwargs": TINY}}},
+                           "arms.softmax.variant_kwargs"),
+        "different classes": ({"arms": {"softmax": {"variant": "vitviz_vit_softmax_32",
+                                                    "variant_kwargs": {**TINY, "num_classes": 5}},
+                                        "performer": {"variant": "vitviz_vit_performer_32", "variant_kwargs": TINY}}},
+                              "arms: num_classes set per arm"),
+        "dataset not on disk": ({"dataset": "cifar10", "data_dir": str(tmp_path / "empty")},
+                                "dataset: cifar10 is not on disk"),
+    }
+    store = JobStore(tmp_path / "queue")
+    for name, (changes, expected) in cases.items():
+        spec = load_spec(write_tiny_study(tmp_path / name.replace(" ", "_"), **changes))
+        with pytest.raises(ValueError) as info:
+            check_spec(spec)
+        assert expected in str(info.value) and str(spec.path) in str(info.value), (name, str(info.value))
+        with pytest.raises(ValueError):
+            submit_study(spec, store)
+    assert store.list() == []  # nothing was queued
+    check_spec(load_spec(write_tiny_study(tmp_path / "fine")))  # the tiny study itself passes
+
+
+def test_a_study_written_by_a_newer_vitviz_is_refused_not_misread(tmp_path):
+    import json
+
+    from vitviz.studies.study import FORMAT_VERSION, load_spec, read_result
+    with pytest.raises(ValueError, match="newer vitviz"):
+        load_spec(write_tiny_study(tmp_path / "spec", format_version=FORMAT_VERSION + 1))
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"format_version": FORMAT_VERSION + 1, "arms": {}}))
+    with pytest.raises(ValueError, match="newer vitviz"):
+        read_result(result)
+    result.write_text(json.dumps({"format_version": FORMAT_VERSION, "arms": {}}))
+    assert read_result(result)["arms"] == {}
+
+
+def test_study_status_counts_runs_and_estimates_the_time_left_from_finished_runs(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    from vitviz.studies.runner import job_spec, study_status
+    from vitviz.studies.study import load_spec
+    from vitviz.train.jobs import JobStore
+    spec = load_spec(write_tiny_study(tmp_path / "study", seeds=(0, 1, 2)))
+    store = JobStore(tmp_path / "queue")
+    ids = {run: store.submit(job_spec(spec, *run), start=False) for run in spec.runs()}
+    (spec.folder / "runs").mkdir()
+    spec.run_path("softmax", 0).with_suffix(".json").write_text("{}")  # one run finished: 100 s
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE jobs SET state='done', started=1000, finished=1100 WHERE id=?", (ids[("softmax", 0)],))
+    # a live process standing in for the running run's worker (the store checks its pid and command line)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", ids[("softmax", 1)]])
+    db.execute("UPDATE jobs SET state='running', pid=?, started=?, updated=?, step=25, total_steps=100 WHERE id=?",
+               (worker.pid, 2000.0, 2030.0, ids[("softmax", 1)]))  # a quarter done in 30 s: 90 s left
+    db.execute("UPDATE jobs SET state='failed', message='boom' WHERE id=?", (ids[("performer", 2)],))
+    db.commit()
+    db.close()
+    try:
+        status = study_status(spec, store)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert (status.total, status.done) == (6, 1)
+    assert status.running == [("softmax", 1, 0.25)] and len(status.queued) == 3
+    assert [(a, s) for a, s, _, _ in status.failed] == [("performer", 2)] and "boom" in status.failed[0][2]
+    assert status.eta_seconds == pytest.approx(90 + 3 * 100)
+    assert status.line().startswith("1/6 runs done; running softmax seed 1 (25%); 3 queued; 1 failed; ETA")

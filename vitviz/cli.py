@@ -291,8 +291,7 @@ def cmd_train_zoo(args, argv) -> int:
 def _job_line(job) -> str:
     eta = f", ETA {job.eta_seconds:.0f} s" if job.eta_seconds is not None else ""
     tail = f" -> {job.checkpoint}" if job.checkpoint else (f" ({job.message})" if job.message else "")
-    return (f"{job.id}  {job.state:9s} {job.progress:6.1%}{eta}  {job.spec['dataset']:8s} "
-            f"{job.spec['checkpoint']}{tail}")
+    return f"{job.id}  {job.state:9s} {job.progress:6.1%}{eta}  {job.label}{tail}"
 
 
 def cmd_jobs(args, argv) -> int:
@@ -450,16 +449,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
     p.add_argument("--json", action="store_true", help="print JSON (matrices, matching-depth CKA, images)")
     p = command("study", "check a paper's claim over seeds: train every arm x seed of a study spec, then decide")
-    studies = p.add_subparsers(dest="study_command", required=True, metavar="{run,show}")
-    q = studies.add_parser("run", help="train the runs a study still lacks (one process each), then decide",
-                           description="Train every arm x seed of the study that has no checkpoint yet (a stopped "
-                                       "run continues from its resume state), then write result.json.",
+    studies = p.add_subparsers(dest="study_command", required=True, metavar="{run,show,cancel}")
+    q = studies.add_parser("run", help="train the runs a study still lacks, then decide",
+                           description="Check the spec, train every arm x seed of the study that has no checkpoint "
+                                       "yet (a stopped run continues from its resume state), then write result.json. "
+                                       "--executor queue (default): through the app's job queue (the Fine-tune "
+                                       "page's; one run at a time, each in its own worker process; Ctrl-C stops "
+                                       "waiting, not the runs). local / debug / slurm: through submitit (one job per "
+                                       "run; slurm submits to a SLURM cluster).",
                            formatter_class=HELP)
     q.add_argument("spec", help="the study's JSON spec (its folder holds the runs and the result)")
-    q = studies.add_parser("show", help="the study's result: per-arm accuracy, verdict, per-class differences",
-                           description="The study's result from the runs done so far.", formatter_class=HELP)
+    q.add_argument("--executor", choices=["queue", "local", "debug", "slurm"], default="queue")
+    q.add_argument("--runs-dir", default=None, help="the job queue's folder (default: <checkpoint dir>/runs)")
+    q.add_argument("--slurm-partition", default=None, help="slurm: the partition")
+    q.add_argument("--gpus-per-node", type=int, default=None, help="slurm: GPUs per run")
+    q.add_argument("--timeout-min", type=int, default=None, help="submitit: minutes per run before it is stopped")
+    q = studies.add_parser("show", help="the study's result and progress: per-arm accuracy, verdict, per class",
+                           description="The study's result from the runs done so far, and its runs done / total.",
+                           formatter_class=HELP)
     q.add_argument("spec", help="the study's JSON spec")
     q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--runs-dir", default=None, help="the job queue's folder (default: <checkpoint dir>/runs)")
+    q = studies.add_parser("cancel", help="cancel the study's queued and running runs",
+                           description="Cancel the study's jobs in the queue (finished runs stay).",
+                           formatter_class=HELP)
+    q.add_argument("spec", help="the study's JSON spec")
+    q.add_argument("--runs-dir", default=None, help="the job queue's folder (default: <checkpoint dir>/runs)")
     _jobs_parser(sub)
     return parser
 
@@ -548,21 +563,47 @@ def cmd_representations(args, argv) -> int:
 
 
 def cmd_study(args, argv) -> int:
-    from .studies.study import load_spec, run_study, study_result
+    from .studies import runner
+    from .studies.study import load_spec, study_result
+    from .train.jobs import JobStore
     spec = load_spec(args.spec)
+    store = JobStore(args.runs_dir) if args.runs_dir else None
+
+    def queue():
+        return store or JobStore()
+    if args.study_command == "cancel":
+        print(f"cancelled {runner.cancel_study(spec, queue())} runs of {spec.name}")
+        return 0
     if args.study_command == "run":
-        result = run_study(spec, progress=lambda text: print(text, flush=True))
+        say = lambda text: print(text, flush=True)  # noqa: E731
+        if args.executor == "queue":
+            try:
+                result = runner.run_with_queue(spec, queue(), progress=say)
+            except KeyboardInterrupt:
+                print(f"stopped waiting; the runs go on in the queue (`python -m vitviz study cancel {args.spec}` "
+                      "stops them)")
+                return 130
+        else:
+            parameters = {k: v for k, v in (("slurm_partition", args.slurm_partition),
+                                            ("gpus_per_node", args.gpus_per_node),
+                                            ("timeout_min", args.timeout_min)) if v is not None}
+            executor = runner.submitit_executor(args.executor, spec.folder / "submitit", **parameters)
+            result = runner.run_with_submitit(spec, executor, progress=say)
     else:
         result = study_result(spec)
+    status = runner.study_status(spec, queue() if args.study_command == "show" else None)
+    result["progress"] = {"done": status.done, "total": status.total, "eta_seconds": status.eta_seconds,
+                          "line": status.line()}
     if getattr(args, "json", False):
         print(json.dumps(result))
         return 0
     for arm, a in result["arms"].items():
         print(f"{arm:>12s}: {a['mean']:.2%} [{a['ci_low']:.2%}, {a['ci_high']:.2%}] over seeds {a['seeds']}")
     print(result.get("verdict_sentence", "no verdict yet: fewer than two seeds run in both arms"))
+    print(status.line())
     if result["missing_runs"]:
         print(f"missing runs: {', '.join(result['missing_runs'])}")
-    return 0
+    return 0 if not result["missing_runs"] or args.study_command == "show" else 1
 
 
 COMMANDS = {"app": cmd_app, "variants": cmd_variants, "checkpoints": cmd_checkpoints, "download": cmd_download,

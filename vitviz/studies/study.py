@@ -1,20 +1,21 @@
 """A study: a claim, two or more arms (a variant with options each), one recipe, a list of seeds, a dataset.
 
 The spec is a small JSON file; its folder holds the spec, every run's checkpoint (`runs/<arm>_seed<k>`) with its
-resume state, and the result (`result.json`). `run_study` trains every arm x seed that has no checkpoint yet, each
-as its own `python -m vitviz train` process (so a stopped study resumes: finished runs are skipped, a run that was
-stopped continues from its resume state), then `study_result` reads the checkpoints back and decides the claim
-(`vitviz.studies.verdict`).
+resume state, and the result (`result.json`). `vitviz.studies.runner` trains every arm x seed that has no
+checkpoint yet (through the app's job queue, or submitit), so a stopped study resumes: finished runs are skipped,
+a run that was stopped continues from its resume state. `study_result` reads the checkpoints back and decides the
+claim (`vitviz.studies.verdict`). `check_spec` refuses, before any run starts, what would fail later: an unknown
+variant or option, a dataset not on disk, arms trained on different classes.
 
 Spec keys: name, claim (words), baseline and candidate (arm names), direction (">=": the candidate is claimed at
 least as accurate as the baseline; "<="), arms ({name: {"variant": ..., "variant_kwargs": {...}}}), seeds,
-dataset, data_dir (optional), recipe (epochs, batch_size, lr, warmup_epochs), note (the budget, in words).
+dataset, data_dir (optional), recipe (epochs, batch_size, lr, warmup_epochs; the rest of `TrainConfig`'s
+defaults), note (the budget, in words), format_version (optional; a spec or result written by a newer vitviz is
+refused, not misread).
 """
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ..locations import resolve_stored_path
 from .verdict import arm_summary, paired_verdict, pooled_per_class
 
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs")
+FORMAT_VERSION = 1  # of spec.json and result.json
 
 
 @dataclass
@@ -38,10 +40,14 @@ class StudySpec:
     direction: str = ">="
     data_dir: str | None = None
     note: str = ""
+    format_version: int = FORMAT_VERSION
     path: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         problems = []
+        if not isinstance(self.format_version, int) or self.format_version > FORMAT_VERSION:
+            raise ValueError(f"{self.path or 'study spec'}: written by a newer vitviz (format_version "
+                             f"{self.format_version!r}; this one reads up to {FORMAT_VERSION}): update vitviz")
         if self.direction not in (">=", "<="):
             problems.append(f"direction must be '>=' or '<=', got {self.direction!r}")
         if len(self.arms) < 2 or any("variant" not in a for a in self.arms.values()):
@@ -67,6 +73,21 @@ class StudySpec:
     def runs(self) -> list[tuple[str, int]]:
         return [(arm, seed) for arm in self.arms for seed in self.seeds]
 
+    def state_path(self, arm: str, seed: int) -> Path:
+        """The run's resume state, beside its checkpoint."""
+        run = self.run_path(arm, seed)
+        return run.with_name(run.name + ".resume.safetensors")
+
+    @property
+    def data_root(self) -> str | None:
+        return str(resolve_stored_path(self.data_dir) or self.data_dir) if self.data_dir else None
+
+    def recipe_config(self, seed: int, **extra):
+        """The run's `TrainConfig`: the spec's recipe over TrainConfig's defaults, evaluated every epoch."""
+        from ..train.config import TrainConfig
+        return TrainConfig(**self.recipe, seed=seed, eval_every=1,
+                           extra={"note": f"study {self.name}: {self.note}".strip(), **extra})
+
 
 def load_spec(path) -> StudySpec:
     path = Path(path)
@@ -88,39 +109,48 @@ def save_spec(spec: StudySpec, path) -> Path:
     return Path(path)
 
 
-def train_command(spec: StudySpec, arm: str, seed: int) -> list[str]:
-    a = spec.arms[arm]
-    cmd = [sys.executable, "-m", "vitviz", "train", "--variant", a["variant"],
-           "--variant-kwargs", json.dumps(a.get("variant_kwargs", {})), "--dataset", spec.dataset,
-           "--seed", str(seed), "--out", str(spec.run_path(arm, seed)), "--quiet",
-           "--note", f"study {spec.name}: {spec.note}".strip()]
-    for key in RECIPE_KEYS:
-        if key in spec.recipe:
-            cmd += [f"--{key.replace('_', '-')}", str(spec.recipe[key])]
-    if spec.data_dir:
-        cmd += ["--data-dir", str(resolve_stored_path(spec.data_dir) or spec.data_dir)]
-    state = spec.run_path(arm, seed).with_name(spec.run_path(arm, seed).name + ".resume.safetensors")
-    if state.exists():
-        cmd += ["--resume", str(state)]
-    return cmd
+def check_spec(spec: StudySpec) -> None:
+    """Refuse, before any run starts, a spec whose runs would fail or could not be compared: an unknown variant
+    or option (the model is built on the meta device, so this costs no memory), a dataset not on disk, arms
+    trained on different classes. The message names the field."""
+    import timm
+    import torch
+
+    from ..data import DATASETS, is_available
+    from ..data.paths import dataset_folder
+    from ..models import list_variants
+    problems = []
+    known = set(list_variants())
+    for arm, a in spec.arms.items():
+        if a["variant"] not in known:
+            problems.append(f"arms.{arm}.variant: {a['variant']!r} is not a registered variant")
+            continue
+        try:
+            with torch.device("meta"):
+                timm.create_model(a["variant"], **(a.get("variant_kwargs") or {}))
+        except TypeError as exc:
+            problems.append(f"arms.{arm}.variant_kwargs: {a['variant']} does not take these options ({exc})")
+        except ValueError as exc:
+            problems.append(f"arms.{arm}.variant_kwargs: {exc}")
+    classes = {arm: (a.get("variant_kwargs") or {}).get("num_classes") for arm, a in spec.arms.items()}
+    if any(c is not None for c in classes.values()):
+        problems.append(f"arms: num_classes set per arm ({classes}): every arm is trained on the dataset's own "
+                        "classes, so that their test predictions can be paired")
+    if spec.dataset not in DATASETS:
+        problems.append(f"dataset: {spec.dataset!r} unknown; known: {', '.join(DATASETS)}")
+    elif not is_available(spec.dataset, spec.data_root):
+        folder = dataset_folder(spec.data_root, DATASETS[spec.dataset].folder)
+        problems.append(f"dataset: {spec.dataset} is not on disk (looked in {folder}"
+                        + (f", from data_dir {spec.data_dir!r}" if spec.data_dir else "")
+                        + f"); `python -m vitviz download {spec.dataset}` fetches it, or set data_dir")
+    if problems:
+        raise ValueError(f"{spec.path or 'study spec'}: " + "; ".join(problems))
 
 
 def pending_runs(spec: StudySpec) -> list[tuple[str, int]]:
     """The arm x seed runs without a checkpoint yet."""
     return [(arm, seed) for arm, seed in spec.runs()
             if not spec.run_path(arm, seed).with_suffix(".json").exists()]
-
-
-def run_study(spec: StudySpec, progress=print, env=None) -> dict:
-    """Train every pending run, one process each, in order; returns the result (also written to result.json)."""
-    pending = pending_runs(spec)
-    total = len(spec.runs())
-    for done, (arm, seed) in enumerate(pending, start=total - len(pending) + 1):
-        progress(f"[{done}/{total}] {arm}, seed {seed}")
-        proc = subprocess.run(train_command(spec, arm, seed), env=env, capture_output=True, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"run {arm} seed {seed} failed: {(proc.stderr or proc.stdout)[-2000:]}")
-    return write_result(spec)
 
 
 def study_result(spec: StudySpec) -> dict:
@@ -132,14 +162,17 @@ def study_result(spec: StudySpec) -> dict:
         if not path.exists():
             continue
         meta = read_meta(path)
+        if classes is not None and list(meta["classes"]) != list(classes):
+            raise ValueError(f"{path}: trained on other classes than the study's other runs ({meta['classes']} "
+                             f"vs {classes}): its predictions cannot be paired")
         m = meta["metrics"]
         accuracy.setdefault(arm, {})[seed] = float(m["test_accuracy"])
         predictions.setdefault(arm, {})[seed] = m.get("test_predictions")
         labels[seed] = m.get("test_labels")
         classes = meta["classes"]
     missing = [f"{arm} seed {seed}" for arm, seed in pending_runs(spec)]
-    result = {"study": spec.name, "claim": spec.claim, "note": spec.note, "recipe": spec.recipe,
-              "dataset": spec.dataset, "missing_runs": missing,
+    result = {"format_version": FORMAT_VERSION, "study": spec.name, "claim": spec.claim, "note": spec.note,
+              "recipe": spec.recipe, "dataset": spec.dataset, "missing_runs": missing,
               "arms": {arm: asdict(arm_summary(arm, acc)) for arm, acc in accuracy.items()}}
     a, b = accuracy.get(spec.baseline, {}), accuracy.get(spec.candidate, {})
     if len(set(a) & set(b)) >= 2:
@@ -158,4 +191,14 @@ def study_result(spec: StudySpec) -> dict:
 def write_result(spec: StudySpec) -> dict:
     result = study_result(spec)
     (spec.folder / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def read_result(path) -> dict:
+    """A study's result.json; one written by a newer vitviz is refused, not misread."""
+    result = json.loads(Path(path).read_text())
+    version = result.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path}: written by a newer vitviz (format_version {version!r}; this one reads up to "
+                         f"{FORMAT_VERSION}): update vitviz")
     return result

@@ -1,4 +1,7 @@
-"""Background fine-tune jobs: a queue on disk (SQLite) and one worker process per job.
+"""Background training jobs: a queue on disk (SQLite) and one worker process per job.
+
+A job is a fine-tune of a checkpoint (`kind="finetune"`, the Fine-tune page's) or a run trained from a variant's
+seeded initialisation (`kind="train"`, one arm x seed of a study, `vitviz.studies`).
 
 - `JobStore(runs_dir)` opens (or creates) `runs_dir/jobs.sqlite`. Every method is a short
   transaction, so the app, the CLI and workers can use the store concurrently, and a browser
@@ -64,9 +67,18 @@ CREATE INDEX IF NOT EXISTS history_job ON history(job_id);
 """
 
 
+KINDS = ("finetune", "train")
+
+
 @dataclass
 class JobSpec:
-    """What to fine-tune on what. `out` defaults to runs_dir/<parent stem>_ft_<dataset>_<id>."""
+    """What to train on what.
+
+    kind "finetune": `checkpoint` on `dataset`; `out` defaults to runs_dir/<parent stem>_ft_<dataset>_<id>.
+    kind "train": `variant` (with `variant_kwargs`) from its seeded initialisation; `out` is required, and
+    `state_path` (optional) is where its resume state lives, so that a run started elsewhere (the CLI, another
+    queue) and stopped continues here.
+    """
 
     checkpoint: str
     dataset: str
@@ -81,10 +93,22 @@ class JobSpec:
     seed: int = 0
     out: str | None = None
     extra: dict = field(default_factory=dict)
+    kind: str = "finetune"
+    variant: str | None = None
+    variant_kwargs: dict = field(default_factory=dict)
+    state_path: str | None = None
 
     def validate(self) -> None:
         from .config import TrainConfig
-        if not Path(self.checkpoint).exists():
+        if self.kind not in KINDS:
+            raise ValueError(f"job kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "train":
+            from ..models import list_variants
+            if self.variant not in list_variants():
+                raise ValueError(f"variant: {self.variant!r} is not a registered variant")
+            if not self.out:
+                raise ValueError("a train job needs its output path (out)")
+        elif not Path(self.checkpoint).exists():
             raise ValueError(f"checkpoint not found: {self.checkpoint}")
         TrainConfig(epochs=self.epochs or 1.0, steps=self.steps, lr=self.lr, batch_size=self.batch_size,
                     trainable=self.trainable)  # raises ValueError for bad numbers / freeze policy
@@ -108,6 +132,16 @@ class Job:
     updated: float | None
     history: list[dict] = field(default_factory=list)
     resume_state: str | None = None  # the worker's resume state, while there is one (failed jobs resume from it)
+
+    @property
+    def label(self) -> str:
+        """What the job trains, in words."""
+        spec = self.spec
+        if spec.get("kind", "finetune") == "train":
+            kwargs = spec.get("variant_kwargs") or {}
+            options = " (" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else ""
+            return f"train {spec['variant']}{options}, seed {spec['seed']}, on {spec['dataset']}"
+        return f"fine-tune {Path(spec['checkpoint']).name} on {spec['dataset']}"
 
     @property
     def resumable(self) -> bool:
@@ -242,20 +276,26 @@ class JobStore:
         log.close()
         return proc.pid
 
-    def state_path(self, job_id: str) -> Path:
-        """Where the job's worker keeps its resume state."""
+    def state_path(self, job_id: str, spec: dict | None = None) -> Path:
+        """Where the job's worker keeps its resume state (the spec's own `state_path` when it names one)."""
+        if spec is None:
+            with self._connect() as db:
+                row = db.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                spec = json.loads(row["spec"]) if row else {}
+        if spec.get("state_path"):
+            return Path(spec["state_path"])
         return self.runs_dir / RESUME_SUBDIR / f"{job_id}.resume.safetensors"
 
     def resume(self, job_id: str) -> Job:
         """Queue a failed job again; its worker continues from the job's resume state."""
         with self._transaction() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute("SELECT state, spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no job {job_id!r}")
-            if row["state"] != "failed" or not self.state_path(job_id).exists():
+            has_state = self.state_path(job_id, json.loads(row["spec"])).exists()
+            if row["state"] != "failed" or not has_state:
                 raise ValueError(f"job {job_id} cannot be resumed: only a failed job with a resume state can "
-                                 f"(it is {row['state']}" + ("" if self.state_path(job_id).exists() else
-                                                             ", and has no resume state") + ")")
+                                 f"(it is {row['state']}" + ("" if has_state else ", and has no resume state") + ")")
             db.execute("UPDATE jobs SET state = 'queued', pid = NULL, finished = NULL, cancel_requested = 0, "
                        "message = ?, updated = ? WHERE id = ?",
                        ("queued to resume from its last saved step", time.time(), job_id))
@@ -285,7 +325,8 @@ class JobStore:
                    total_steps=row["total_steps"], loss=row["loss"], message=row["message"],
                    checkpoint=row["checkpoint"], cancel_requested=bool(row["cancel_requested"]), pid=row["pid"],
                    updated=row["updated"], history=history,
-                   resume_state=str(state) if (state := self.state_path(row["id"])).exists() else None)
+                   resume_state=str(state) if (state := self.state_path(row["id"], json.loads(row["spec"]))).exists()
+                   else None)
 
     def get(self, job_id: str) -> Job:
         with self._connect() as db:

@@ -1,4 +1,5 @@
-"""One fine-tune job in its own process: python -m vitviz.train.worker RUNS_DIR JOB_ID.
+"""One training job (a fine-tune, or a run from scratch) in its own process:
+python -m vitviz.train.worker RUNS_DIR JOB_ID.
 
 Reports progress and per-epoch metrics into the job store, stops before the next step when
 cancelled, writes the checkpoint atomically when done, and starts the next queued job on exit.
@@ -94,27 +95,30 @@ def run(runs_dir: str, job_id: str) -> int:
     job = store.get(job_id)
     spec = job.spec
     reporter = _Reporter(store, job_id)
-    log(f"job {job_id}: fine-tune {spec['checkpoint']} on {spec['dataset']} "
-        f"({spec['steps'] or spec['epochs']} {'steps' if spec['steps'] else 'epochs'}, lr {spec['lr']:g}, "
-        f"batch {spec['batch_size']}, train {spec['trainable']})")
+    log(f"job {job_id}: {job.label} ({spec['steps'] or spec['epochs']} {'steps' if spec['steps'] else 'epochs'}, "
+        f"lr {spec['lr']:g}, batch {spec['batch_size']}, train {spec['trainable']})")
     try:
         from .config import TrainConfig
-        from .finetune import finetune, save_run
+        from .finetune import finetune, save_run, train_from_scratch
         from .engine import TrainingCancelled
         config = TrainConfig(epochs=spec["epochs"] or 1.0, steps=spec["steps"], lr=spec["lr"],
                              batch_size=spec["batch_size"], trainable=spec["trainable"],
                              warmup_epochs=spec["warmup_epochs"], seed=spec["seed"], eval_every=1,
                              extra={"job": job_id, **spec.get("extra", {})})
         command = f"python -m vitviz jobs (job {job_id})"
-        state = store.state_path(job_id)
+        state = store.state_path(job_id, spec)
         resume = state if state.exists() else None  # a resumed job: continue from its last saved step
         if resume is not None:
             log(f"resuming from {state}")
+        common = dict(data_root=spec["data_root"], device=spec["device"], callbacks=[reporter],
+                      cancel=reporter.cancel, command=command, resume=resume, state_path=state,
+                      state_every=float(os.environ.get("VITVIZ_JOB_STATE_EVERY", RESUME_EVERY_SECONDS)))
         try:
-            run_ = finetune(spec["checkpoint"], spec["dataset"], config, data_root=spec["data_root"],
-                            device=spec["device"], callbacks=[reporter], cancel=reporter.cancel, command=command,
-                            resume=resume, state_path=state,
-                            state_every=float(os.environ.get("VITVIZ_JOB_STATE_EVERY", RESUME_EVERY_SECONDS)))
+            if spec.get("kind", "finetune") == "train":
+                run_ = train_from_scratch(spec["variant"], spec["dataset"], config,
+                                          variant_kwargs=spec.get("variant_kwargs") or {}, **common)
+            else:
+                run_ = finetune(spec["checkpoint"], spec["dataset"], config, **common)
         except TrainingCancelled as exc:
             state.unlink(missing_ok=True)
             store.finish(job_id, "cancelled", f"{exc}; nothing was written")
@@ -123,7 +127,9 @@ def run(runs_dir: str, job_id: str) -> int:
         path = save_run(run_, spec["out"])
         state.unlink(missing_ok=True)  # done: nothing left to resume
         acc = run_.meta["metrics"].get("test_accuracy")
-        store.finish(job_id, "done", accuracy_message(run_.meta, spec["checkpoint"]), str(path))
+        message = (accuracy_message(run_.meta, spec["checkpoint"]) if spec.get("kind", "finetune") == "finetune"
+                   else f"test accuracy {run_.meta['metrics'].get('test_accuracy', float('nan')):.4f}")
+        store.finish(job_id, "done", message, str(path))
         log(f"done: {path}" + (f", test accuracy {acc:.4f}" if acc is not None else ""))
         return 0
     except BaseException as exc:  # report every failure, then exit non-zero
