@@ -42,7 +42,7 @@ from browser_idle import DRAWN_JS, NAV_LINKS  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy  # noqa: E402
 
 PAGE_TITLES = ["Zoo", "Attention", "Cross-covariance", "Q/K/V codes & weights", "Per-class", "Compare",
-               "Representations", "Attributions", "Faithfulness", "Efficiency", "Fine-tune"]
+               "Representations", "Attributions", "Faithfulness", "Efficiency", "Fine-tune", "Studies"]
 ATTENTION_CHECKPOINTS = ["vit_softmax_32", "xcit_n12_p4_32_fsne", "cvt_32", "vit_performer_32_conv_rope"]
 COMPARE_EXTRA = ["vit_softmax_32", "cvt_32", "xcit_n12_p4_32_linear", "vit_nystrom_32_conv_rope"]
 TIMEOUT_MS = 60_000

@@ -115,7 +115,8 @@ def jobs_panel():
                                                           log_y=False), key=f"curve_{job.id}_{len(job.history)}")
             if job.state == "done" and job.checkpoint:
                 st.caption(f"checkpoint: {job.checkpoint}")
-                if job.spec.get("kind", "finetune") == "finetune" and st.button("Compare with its parent on Per-class", key=f"compare_{job.id}"):
+                is_finetune = job.spec.get("kind", "finetune") == "finetune"  # a study's run has no parent
+                if is_finetune and st.button("Compare with its parent on Per-class", key=f"compare_{job.id}"):
                     compare_with_parent(job)
 
 

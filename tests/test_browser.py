@@ -365,7 +365,7 @@ LEGACY_PATHS = {"zoo": "Model zoo", "attention": "Attention", "cross_covariance"
                 "codes_weights": "Q/K/V codes & weights", "per_class": "Per-class comparison", "compare": "Compare",
                 "representations": "Representations: where do two checkpoints diverge?",
                 "attributions": "Attributions", "faithfulness": "Faithfulness", "efficiency": "Efficiency",
-                "finetune": "Fine-tune"}
+                "finetune": "Fine-tune", "studies": "Studies"}
 RAW_LISTING = ("codes weights", "cross covariance", "per class", "finetune")  # Streamlit's names of pages/ files
 
 

@@ -24,6 +24,12 @@ def default_checkpoint_dir() -> Path:
     return Path(env).expanduser() if env else REPO_ROOT / "checkpoints"
 
 
+def default_studies_dir() -> Path:
+    """`$VITVIZ_STUDIES_DIR`, else `studies/` beside the package (the shipped study specs)."""
+    env = os.environ.get("VITVIZ_STUDIES_DIR")
+    return Path(env).expanduser() if env else REPO_ROOT / "studies"
+
+
 def default_runs_dir() -> Path:
     """Where new checkpoints (train, finetune, jobs) are written: `<checkpoint dir>/runs`, git-ignored."""
     return default_checkpoint_dir() / RUNS_SUBDIR

@@ -102,6 +102,17 @@ def load_spec(path) -> StudySpec:
     return StudySpec(**data, path=str(path))
 
 
+def list_studies(directory) -> list[tuple[Path, StudySpec | None, str | None]]:
+    """Every `<directory>/*/spec.json`, sorted: (path, spec, None), or (path, None, why it cannot be read)."""
+    found = []
+    for path in sorted(Path(directory).glob("*/spec.json")):
+        try:
+            found.append((path, load_spec(path), None))
+        except ValueError as exc:
+            found.append((path, None, str(exc)))
+    return found
+
+
 def save_spec(spec: StudySpec, path) -> Path:
     data = {k: v for k, v in asdict(spec).items() if k != "path"}
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ PAGE_LIST = [  # (file, title, icon)
     ("faithfulness.py", "Faithfulness", ":material/fact_check:"),
     ("efficiency.py", "Efficiency", ":material/speed:"),
     ("finetune.py", "Fine-tune", ":material/tune:"),
+    ("studies.py", "Studies", ":material/science:"),
 ]
 LIGHT_PATHS = ("", "home", "zoo")  # pages drawn without torch (the Zoo at / and at /zoo)
 
