@@ -1,0 +1,130 @@
+"""Known-answer tests for mutants that survived the library-wide mutation run (issue 26, bench/RESULTS.md
+"Mutation score over the library"): each test names the mutant(s) it kills. Tiny models, no data, no network."""
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+
+import vitviz  # noqa: F401  (registers the variants)
+from tiny import tiny_kwargs
+
+
+# --------------------------------------------------------------------------- data
+
+def test_tar_member_starting_with_a_backslash_is_refused():
+    """download.check_tar_member__mutmut_7 ("\\\\" -> "XX\\\\XX"): a Windows-style absolute member name."""
+    from vitviz.data.download import DownloadError, check_tar_member
+    member = tarfile.TarInfo("\\evil.txt")
+    with pytest.raises(DownloadError, match="unsafe path"):
+        check_tar_member(member)
+    check_tar_member(tarfile.TarInfo("fine/evil\\name.txt"))  # a backslash inside a name is only a character
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_paired_bootstrap_mean_diff_ci_of_empty_input_is_all_nan():
+    """metrics.paired_bootstrap_mean_diff_ci__mutmut_31 (float(None))."""
+    from vitviz.metrics import paired_bootstrap_mean_diff_ci
+    assert all(np.isnan(v) for v in paired_bootstrap_mean_diff_ci([], []))
+
+
+def test_paired_bootstrap_mean_diff_ci_default_seed_is_zero():
+    """metrics.paired_bootstrap_mean_diff_ci__mutmut_3 (default seed 0 -> 1): results are reproducible
+    across versions only if the documented default stays."""
+    from vitviz.metrics import paired_bootstrap_mean_diff_ci
+    rng = np.random.default_rng(3)
+    a, b = rng.random(15), rng.random(15)
+    assert paired_bootstrap_mean_diff_ci(a, b, n_boot=200) == paired_bootstrap_mean_diff_ci(a, b, n_boot=200, seed=0)
+    assert paired_bootstrap_mean_diff_ci(a, b, n_boot=200) != paired_bootstrap_mean_diff_ci(a, b, n_boot=200, seed=1)
+
+
+# --------------------------------------------------------------------------- explain
+
+def test_cls_rollout_map_refuses_a_non_square_rollout():
+    """rollout.cls_rollout_map__mutmut_15 (shape[-2] -> shape[+2]: the squareness check compared a side with
+    itself)."""
+    from vitviz.explain.rollout import cls_rollout_map
+    with pytest.raises(ValueError, match=r"\(B, N, N\)"):
+        cls_rollout_map(torch.rand(2, 5, 4))
+
+
+# --------------------------------------------------------------------------- inspect
+
+def test_pca_projection_of_two_feature_dimensions():
+    """projections.project__mutmut_16 (d < 2 -> d < 3): two features are enough for a 2-D projection."""
+    from vitviz.inspect.projections import project
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.1], [3.0, 0.0]])
+    p = project(x, "pca")
+    assert p.points.shape == (4, 2)
+    assert p.explained_variance[0] > 0.99
+
+
+def test_preferred_defaults_rank_cvt_before_other_families():
+    """compare_views.preferred_defaults__mutmut_17 ("CvT" -> "CVT" in the family order)."""
+    from vitviz.inspect.compare_views import preferred_defaults
+    table = pd.DataFrame([dict(family="MLP-Mixer", variant="vitviz_mixer_32", checkpoint="a", path="a.st"),
+                          dict(family="CvT", variant="vitviz_cvt_32", checkpoint="b", path="b.st")])
+    assert preferred_defaults(table, count=1) == ["b.st"]
+
+
+# --------------------------------------------------------------------------- models
+
+def test_pit_has_no_attention_dropout_by_default():
+    """pit.PiT.__init____mutmut_8 (attn_drop_rate default 0.0 -> 1.0): in training mode the default model
+    computes exactly what it computes in eval mode (no dropout anywhere by default)."""
+    torch.manual_seed(0)
+    model = timm.create_model("vitviz_pit_softmax_32", num_classes=3, **tiny_kwargs("vitviz_pit_"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.train()(x), model.eval()(x))
+
+
+def test_cvt_feature_info_names_its_stages():
+    """cvt.CvT.__init____mutmut_76 (feature_info key "module" -> "moduleXX"): timm's features_only needs it."""
+    model = timm.create_model("vitviz_cvt_32", num_classes=3, **tiny_kwargs("vitviz_cvt_"))
+    assert [f["module"] for f in model.feature_info] == ["stages.0", "stages.1", "stages.2"]
+    feats = timm.create_model("vitviz_cvt_32", features_only=True, **tiny_kwargs("vitviz_cvt_"))(
+        torch.randn(1, 3, 32, 32))
+    assert [f.shape[1] for f in feats] == [16, 32, 64]
+
+
+def test_paper_fields_of_the_pretrained_cfgs():
+    """_common.papers__mutmut_6 (paper_name dropped) and pit._papers__mutmut_18 ("vix" -> "VIX"). Both run when
+    vitviz is imported, before mutmut's forkserver sets a mutant: checked in a fresh process (RESULTS.md)."""
+    from vitviz.models._common import PAPERS, papers
+    assert papers("pit", "vix", "nystrom") == dict(
+        paper_ids=(PAPERS["pit"][0], PAPERS["vix"][0], PAPERS["nystrom"][0]), paper_name=PAPERS["pit"][1])
+    from vitviz.models.pit import _papers
+    assert _papers("nystrom")["paper_ids"] == (PAPERS["pit"][0], PAPERS["vix"][0], PAPERS["nystrom"][0])
+    cfg = timm.create_model("vitviz_pit_nystrom_32", **tiny_kwargs("vitviz_pit_")).pretrained_cfg
+    assert cfg["paper_name"] == PAPERS["pit"][1] and PAPERS["vix"][0] in cfg["paper_ids"]
+
+
+# --------------------------------------------------------------------------- compare
+
+def test_cka_summary_names_each_checkpoints_variant():
+    """side_by_side.cka_summary__mutmut_12 (variants.get(name, "") -> variants.get("", ...))."""
+    from vitviz.compare.pathways import PathwayCKA
+    from vitviz.compare.side_by_side import cka_summary
+    eye = np.eye(3)[None]
+    result = PathwayCKA(eye, ("blocks.0",), 4, 16, False)
+    table = cka_summary({"a.safetensors": result, "b.safetensors": result},
+                        variants={"a.safetensors": "vitviz_vit_softmax_32"})
+    assert table["variant"].tolist() == ["vitviz_vit_softmax_32", ""]
+
+
+def test_weight_stats_of_separate_q_k_v_linears():
+    """weights._raw_pathways__mutmut_28 (zip(PATHWAYS, linears) -> zip(linears)): CvT's attention keeps q, k and
+    v as three separate linear layers (proj_q, proj_k, proj_v)."""
+    from vitviz.compare.weights import weight_stats
+    model = timm.create_model("vitviz_cvt_32", num_classes=3, **tiny_kwargs("vitviz_cvt_"))
+    stats = weight_stats(model)
+    first = stats[stats["block"] == stats["block"].min()]
+    assert sorted(first["pathway"]) == ["k", "q", "v"]
+    assert set(first["layer"]) == {"linear"} and not first["shared"].any()
+    q = model.stages[0].blocks[0].attn.proj_q.weight
+    row = first[first["pathway"] == "q"].iloc[0]
+    assert row["fro_norm"] == pytest.approx(float(q.detach().norm()), rel=1e-5)
