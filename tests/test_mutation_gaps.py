@@ -128,3 +128,47 @@ def test_weight_stats_of_separate_q_k_v_linears():
     q = model.stages[0].blocks[0].attn.proj_q.weight
     row = first[first["pathway"] == "q"].iloc[0]
     assert row["fro_norm"] == pytest.approx(float(q.detach().norm()), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- layers
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+def test_rope_angles_match_the_formula(mode):
+    """rope.rope_angles__mutmut_3 (base 10000 -> 10001) and __mutmut_25 (1d exponent 2/d -> 3/d): RoFormer's
+    theta_i = 10000^(-2i/d) per position (1d), and per row and per column with d/2 channels each (2d)."""
+    from vitviz.layers.rope import rope_angles
+    d, (h, w) = 8, (2, 3)
+    angles = rope_angles(d, (h, w), mode).double()
+    if mode == "1d":
+        theta = torch.tensor([10000.0 ** (-2 * i / d) for i in range(d // 2)], dtype=torch.float64)
+        expected = torch.arange(h * w, dtype=torch.float64)[:, None] * theta
+    else:
+        theta = torch.tensor([10000.0 ** (-4 * i / d) for i in range(d // 4)], dtype=torch.float64)
+        rows = torch.tensor([n // w for n in range(h * w)], dtype=torch.float64)
+        cols = torch.tensor([n % w for n in range(h * w)], dtype=torch.float64)
+        expected = torch.cat([rows[:, None] * theta, cols[:, None] * theta], dim=1)
+    torch.testing.assert_close(angles, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_fsne_codes_shorter_than_three_are_unit_vectors():
+    """qkv_embedding._distinct_unit_vectors__mutmut_17 (normalised over dim -2): with a code length below 3 the
+    three codes cannot be orthonormal, but each is still a unit vector."""
+    from vitviz.layers.qkv_embedding import FullySharedQKV
+    torch.manual_seed(0)
+    codes = FullySharedQKV(16, code_length=2).codes.detach()
+    assert codes.shape == (3, 2)
+    torch.testing.assert_close(codes.norm(dim=-1), torch.ones(3))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def test_checkpoint_metadata_is_indented_json(tmp_path):
+    """checkpoints.save__mutmut_42 (json.dumps without indent=2): the metadata file is meant to be read and
+    diffed by people (one key a line)."""
+    from vitviz import checkpoints
+    model = timm.create_model("vitviz_vit_softmax_32", num_classes=2, **tiny_kwargs("vitviz_vit_"))
+    meta = dict(variant="vitviz_vit_softmax_32", variant_kwargs=tiny_kwargs("vitviz_vit_"), classes=["a", "b"],
+                img_size=32, mean=[0.5] * 3, std=[0.25] * 3, dataset="digits")
+    path = checkpoints.save(model, tmp_path / "tiny", meta)
+    text = path.with_suffix(".json").read_text()
+    assert text.startswith("{\n  \"") and text.endswith("}\n")
