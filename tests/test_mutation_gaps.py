@@ -172,3 +172,22 @@ def test_checkpoint_metadata_is_indented_json(tmp_path):
     path = checkpoints.save(model, tmp_path / "tiny", meta)
     text = path.with_suffix(".json").read_text()
     assert text.startswith("{\n  \"") and text.endswith("}\n")
+
+
+# --------------------------------------------------------------------------- result cache
+
+def test_cache_record_keeps_kind_checkpoints_and_settings(tmp_path):
+    """result_cache.store__mutmut_18 ("settings" -> "XXsettingsXX"): the record says what it was computed from."""
+    import json
+
+    from vitviz import checkpoints
+    from vitviz.result_cache import load, settings_for, store
+    model = timm.create_model("vitviz_vit_softmax_32", num_classes=2, **tiny_kwargs("vitviz_vit_"))
+    meta = dict(variant="vitviz_vit_softmax_32", variant_kwargs=tiny_kwargs("vitviz_vit_"), classes=["a", "b"],
+                img_size=32, mean=[0.5] * 3, std=[0.25] * 3, dataset="digits")
+    path = checkpoints.save(model, tmp_path / "tiny", meta)
+    settings = settings_for("weight_stats")
+    target = store("weight_stats", [path], settings, {"x": [1, 2]})
+    record = json.loads(target.read_text())
+    assert (record["kind"], record["checkpoints"], record["settings"]) == ("weight_stats", [str(path)], settings)
+    assert load("weight_stats", [path], settings) == {"x": [1, 2]}
