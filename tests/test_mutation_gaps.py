@@ -191,3 +191,19 @@ def test_cache_record_keeps_kind_checkpoints_and_settings(tmp_path):
     record = json.loads(target.read_text())
     assert (record["kind"], record["checkpoints"], record["settings"]) == ("weight_stats", [str(path)], settings)
     assert load("weight_stats", [path], settings) == {"x": [1, 2]}
+
+
+def test_faithfulness_verdict_compares_with_random_at_the_given_level():
+    """faithfulness.verdict__mutmut_119 (the comparison with the random ranking at the default 95% instead of
+    `level`): lower is better for this metric, and these AUCs beat random at 95% (the interval of the difference
+    lies below 0) but not at 99.9%."""
+    from vitviz.explain.faithfulness import verdict
+    from vitviz.metrics import paired_bootstrap_mean_diff_ci
+    best = -np.random.default_rng(9).normal(0.45, 1.0, 20)
+    rand = np.zeros(20)
+    assert paired_bootstrap_mean_diff_ci(rand, best, n_boot=500, level=0.95)[2] < 0
+    assert paired_bootstrap_mean_diff_ci(rand, best, n_boot=500, level=0.999)[2] > 0
+    result = {"checkpoint": "c", "methods": {"rollout": {"auc": {"positive_probability": best.tolist()}},
+                                             "random": {"auc": {"positive_probability": rand.tolist()}}}}
+    assert "; it beats a random ranking" in verdict(result, n_boot=500, level=0.95)
+    assert "; it does not significantly beat a random ranking" in verdict(result, n_boot=500, level=0.999)
