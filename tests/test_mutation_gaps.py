@@ -207,3 +207,15 @@ def test_faithfulness_verdict_compares_with_random_at_the_given_level():
                                              "random": {"auc": {"positive_probability": rand.tolist()}}}}
     assert "; it beats a random ranking" in verdict(result, n_boot=500, level=0.95)
     assert "; it does not significantly beat a random ranking" in verdict(result, n_boot=500, level=0.999)
+
+
+def test_weights_size_check_accepts_a_file_that_is_all_header(tmp_path):
+    """checkpoint_meta.check_weights_size__mutmut_31 (`header_len <= size - 8` -> `size - 9`): a safetensors
+    file without tensors is its 8-byte length and its header, nothing after."""
+    import safetensors.torch
+
+    from vitviz.checkpoint_meta import check_weights_size
+    path = tmp_path / "empty.safetensors"
+    safetensors.torch.save_file({}, str(path))
+    assert path.stat().st_size == 8 + int.from_bytes(path.read_bytes()[:8], "little")
+    check_weights_size(path)
