@@ -269,3 +269,10 @@ def test_study_status_counts_runs_and_estimates_the_time_left_from_finished_runs
     assert [(a, s) for a, s, _, _ in status.failed] == [("performer", 2)] and "boom" in status.failed[0][2]
     assert status.eta_seconds == pytest.approx(90 + 3 * 100)
     assert status.line().startswith("1/6 runs done; running softmax seed 1 (25%); 3 queued; 1 failed; ETA")
+
+
+def test_durations_read_in_seconds_minutes_or_hours_and_executors_are_named():
+    from vitviz.studies.runner import _duration, submitit_executor
+    assert [_duration(s) for s in (-5, 89, 90, 5399, 5400)] == ["0 s", "89 s", "2 min", "90 min", "1.5 h"]
+    with pytest.raises(ValueError, match="slurm, local or debug"):
+        submitit_executor("pbs", "/tmp/nowhere")
