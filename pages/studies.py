@@ -1,7 +1,5 @@
 """Studies: a paper's claim checked here over seeds. Start, follow and cancel a study's runs (the job queue), and
 read its verdict: per-arm accuracy with intervals, the paired difference, per-class differences, a report."""
-import json
-
 import pandas as pd
 import streamlit as st
 
@@ -29,10 +27,10 @@ for path, _, problem in found:
     if problem:
         st.warning(f"`{path}` cannot be read: {problem}")
 specs = {spec.name: spec for _, spec, _ in found if spec is not None}
-overview = []
+overview, results = [], {name: study_result(spec) for name, spec in specs.items()}
 for spec in specs.values():
     status = runner.study_status(spec, store)
-    verdict = study_result(spec).get("verdict", {}).get("verdict", "—") if status.done else "—"
+    verdict = results[spec.name].get("verdict", {}).get("verdict", "—")
     overview.append({"study": spec.name, "claim": spec.claim, "runs done": f"{status.done}/{status.total}",
                      "verdict": verdict})
 show_table(pd.DataFrame(overview), "studies", key="studies_overview")
@@ -72,7 +70,7 @@ def progress_panel():
 
 
 progress_panel()
-result = study_result(spec)
+result = results[name]
 if not result["arms"]:
     st.info("No run of this study has finished yet. Start it here, or from a shell: "
             f"`python -m vitviz study run {spec.path}` (on a SLURM cluster: `--executor slurm`).")
@@ -85,7 +83,6 @@ if not per_class.empty:
     st.markdown("**Per class, pooled over seeds** (candidate − baseline; exact McNemar test per class, Holm "
                 "correction over the classes)")
     show_table(per_class, f"study_{spec.name}_per_class", key="study_per_class")
-spec_dict = json.loads(open(spec.path).read())
-st.download_button("Download the report (HTML, opens offline)", study_report_html(result, spec_dict),
+st.download_button("Download the report (HTML, opens offline)", study_report_html(result, spec.as_dict()),
                    file_name=f"study_{spec.name}.html", mime="text/html", key="study_report")
 st.caption(f"The same from a shell: `python -m vitviz study show {spec.path} --json`.")

@@ -73,6 +73,10 @@ class StudySpec:
     def runs(self) -> list[tuple[str, int]]:
         return [(arm, seed) for arm in self.arms for seed in self.seeds]
 
+    def as_dict(self) -> dict:
+        """The spec as its JSON file holds it."""
+        return {k: v for k, v in asdict(self).items() if k != "path"}
+
     def state_path(self, arm: str, seed: int) -> Path:
         """The run's resume state, beside its checkpoint."""
         run = self.run_path(arm, seed)
@@ -114,7 +118,7 @@ def list_studies(directory) -> list[tuple[Path, StudySpec | None, str | None]]:
 
 
 def save_spec(spec: StudySpec, path) -> Path:
-    data = {k: v for k, v in asdict(spec).items() if k != "path"}
+    data = spec.as_dict()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
     return Path(path)
